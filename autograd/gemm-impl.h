@@ -1,0 +1,24 @@
+/*
+ * Private GEMM controls for tests and benchmarks: choose the micro-kernel
+ * instead of letting the CPU check (and TG_GEMM_KERNEL) pick it. Not installed.
+ */
+#ifndef TAPEGRAD_GEMM_IMPL_H
+#define TAPEGRAD_GEMM_IMPL_H
+
+#include <stdbool.h>
+
+/** Micro-kernels of tg_sgemm(). */
+enum tg_gemm_kernel {
+    TG_GEMM_KERNEL_AUTO = 0, /**< the best one the CPU supports */
+    TG_GEMM_KERNEL_PORTABLE, /**< plain C */
+    TG_GEMM_KERNEL_AVX2,     /**< AVX2 + FMA intrinsics, x86-64 only */
+};
+
+/*
+ * Make later tg_sgemm() calls of every thread use kernel. Not thread-safe
+ * against concurrent products. Returns false, changing nothing, when this CPU
+ * or build lacks the kernel. Ignored when the library calls a BLAS library.
+ */
+bool tg_gemm_force_kernel(enum tg_gemm_kernel kernel);
+
+#endif

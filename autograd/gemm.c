@@ -1,0 +1,2 @@
+/* gemm: not written yet. */
+#include <tapegrad/tapegrad.h>

@@ -1,0 +1,2 @@
+/* gradcheck: not written yet. */
+#include <tapegrad/tapegrad.h>

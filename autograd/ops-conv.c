@@ -1,0 +1,2 @@
+/* ops-conv: not written yet. */
+#include <tapegrad/tapegrad.h>

@@ -1,0 +1,2 @@
+/* ops-elementwise: not written yet. */
+#include <tapegrad/tapegrad.h>

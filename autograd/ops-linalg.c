@@ -1,0 +1,2 @@
+/* ops-linalg: not written yet. */
+#include <tapegrad/tapegrad.h>

@@ -1,0 +1,2 @@
+/* ops-loss: not written yet. */
+#include <tapegrad/tapegrad.h>

@@ -1,0 +1,2 @@
+/* ops-pool: not written yet. */
+#include <tapegrad/tapegrad.h>

@@ -1,0 +1,2 @@
+/* ops-reduce: not written yet. */
+#include <tapegrad/tapegrad.h>
