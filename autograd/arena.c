@@ -45,7 +45,7 @@ void arena_destroy(struct arena *a)
     arena_init(a);
 }
 
-static size_t bytes_in_use(const struct arena *a)
+size_t arena_in_use(const struct arena *a)
 {
     size_t total = 0;
     for (const struct arena_block *b = a->head; b != NULL; b = b->next) {
@@ -87,7 +87,7 @@ void *arena_alloc(struct arena *a, size_t bytes)
     a->cur = b;
     void *p = block_data(b) + b->used;
     b->used += need;
-    size_t in_use = bytes_in_use(a);
+    size_t in_use = arena_in_use(a);
     if (in_use > a->high_water)
         a->high_water = in_use;
     return p;

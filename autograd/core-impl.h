@@ -64,6 +64,8 @@ void arena_rewind(struct arena *a, struct arena_mark m);
  */
 void arena_reset(struct arena *a);
 size_t arena_reserved(const struct arena *a);
+/* Bytes allocated since the last reset or rewind. */
+size_t arena_in_use(const struct arena *a);
 
 /* ---- The tape ------------------------------------------------------------ */
 

@@ -90,6 +90,11 @@ size_t tg_tape_n_entries(const struct tg_tape *tape)
     return tape ? tape->n_entries : 0;
 }
 
+size_t tg_tape_bytes_in_use(const struct tg_tape *tape)
+{
+    return tape ? arena_in_use(&tape->mem) : 0;
+}
+
 size_t tg_tape_bytes_reserved(const struct tg_tape *tape)
 {
     return tape ? arena_reserved(&tape->mem) + arena_reserved(&tape->scratch) : 0;

@@ -51,13 +51,13 @@ void tu_fill_distinct(struct tg_tensor *t, uint64_t *state, float gap)
     }
 }
 
-struct tg_tensor *tu_tensor(int64_t d0, ...)
+struct tg_tensor *tu_tensor(int d0, ...)
 {
     int64_t shape[TG_MAX_DIMS];
     int n = 0;
     va_list ap;
     va_start(ap, d0);
-    for (int64_t d = d0; d >= 0 && n < TG_MAX_DIMS; d = va_arg(ap, int64_t))
+    for (int d = d0; d >= 0 && n < TG_MAX_DIMS; d = va_arg(ap, int))
         shape[n++] = d;
     va_end(ap);
     struct tg_tensor *t = tg_tensor_new(n, shape);

@@ -30,8 +30,8 @@ void tu_fill_away_from_zero(struct tg_tensor *t, uint64_t *state, float min_abs,
  */
 void tu_fill_distinct(struct tg_tensor *t, uint64_t *state, float gap);
 
-/** Make a heap tensor with the given sizes (up to 6, terminated by -1). */
-struct tg_tensor *tu_tensor(int64_t d0, ...);
+/** Make a heap tensor with the given int sizes (up to 6, terminated by -1). */
+struct tg_tensor *tu_tensor(int d0, ...);
 
 /**
  * Assert every |got - want| <= atol + rtol |want|, naming the first bad index.

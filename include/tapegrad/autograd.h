@@ -121,6 +121,12 @@ TG_API void tg_tape_reset(struct tg_tape *tape);
 TG_API size_t tg_tape_n_entries(const struct tg_tape *tape);
 
 /**
+ * Bytes of the tape's memory now holding tensors, entries, saved state and
+ * gradients (not counting per-op scratch): what the recorded step costs.
+ */
+TG_API size_t tg_tape_bytes_in_use(const struct tg_tape *tape);
+
+/**
  * Bytes of memory the tape holds (in use or kept for reuse).
  */
 TG_API size_t tg_tape_bytes_reserved(const struct tg_tape *tape);
