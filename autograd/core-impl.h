@@ -80,14 +80,14 @@ struct tg_entry {
 };
 
 struct tg_tape {
-    struct arena mem;       // tensors, entries, saved state, gradients
-    struct arena scratch;   // callback scratch, rewound after each callback
-    struct tg_entry *last;  // newest entry
+    struct arena mem;      // tensors, entries, saved state, gradients
+    struct arena scratch;  // callback scratch, rewound after each callback
+    struct tg_entry *last; // newest entry
     size_t n_entries;
     struct tg_tape *prev_current; // the thread's current tape before tg_tape_begin
-    _Atomic int active;     // 1 while current on some thread
+    _Atomic int active;           // 1 while current on some thread
     bool grad_enabled;
-    bool released;          // saved state consumed by a backward without RETAIN
+    bool released; // saved state consumed by a backward without RETAIN
 };
 
 struct tg_op_ctx {

@@ -1,6 +1,7 @@
 /*
  * Private GEMM controls for tests and benchmarks: choose the micro-kernel
- * instead of letting the CPU check (and TG_GEMM_KERNEL) pick it. Not installed.
+ * instead of letting the CPU check (and TG_GEMM_KERNEL) pick it, and drop the
+ * packing buffers. Not installed.
  */
 #ifndef TAPEGRAD_GEMM_IMPL_H
 #define TAPEGRAD_GEMM_IMPL_H
@@ -20,5 +21,12 @@ enum tg_gemm_kernel {
  * or build lacks the kernel. Ignored when the library calls a BLAS library.
  */
 bool tg_gemm_force_kernel(enum tg_gemm_kernel kernel);
+
+/*
+ * Free the packing buffers tg_sgemm() keeps for the process lifetime; the
+ * next large product allocates them again. For tests (allocation failures,
+ * leak checks); must not run concurrently with a product.
+ */
+void tg_gemm_release_buffers(void);
 
 #endif

@@ -47,8 +47,8 @@ static void elu_forward(float *y, const float *x, int64_t n, float alpha)
 }
 
 /* d/dx alpha (exp(x) - 1) = alpha exp(x) = y + alpha for x <= 0. */
-static void elu_backward(float *dx, const float *dy, const float *x, const float *y, int64_t n,
-                         float alpha)
+static void
+elu_backward(float *dx, const float *dy, const float *x, const float *y, int64_t n, float alpha)
 {
     TG_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++)
@@ -96,10 +96,12 @@ struct slope_params {
     float value; // leaky slope or ELU alpha
 };
 
-static enum tg_status act_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                  struct tg_tensor *const *in, int n_in);
-static enum tg_status act_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in);
+static enum tg_status
+act_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in);
+static enum tg_status act_backward(struct tg_op_ctx *ctx,
+                                   const struct tg_tensor *out,
+                                   struct tg_tensor *const *in,
+                                   int n_in);
 
 static const struct tg_op_def relu_op = {"tg_relu", 0, tg_shape_same_as_first, act_forward,
                                          act_backward};
@@ -107,8 +109,8 @@ static const struct tg_op_def leaky_relu_op = {"tg_leaky_relu", sizeof(struct sl
                                                tg_shape_same_as_first, act_forward, act_backward};
 static const struct tg_op_def elu_op = {"tg_elu", sizeof(struct slope_params),
                                         tg_shape_same_as_first, act_forward, act_backward};
-static const struct tg_op_def sigmoid_op = {"tg_sigmoid", 0, tg_shape_same_as_first,
-                                            act_forward, act_backward};
+static const struct tg_op_def sigmoid_op = {"tg_sigmoid", 0, tg_shape_same_as_first, act_forward,
+                                            act_backward};
 static const struct tg_op_def tanh_op = {"tg_tanh", 0, tg_shape_same_as_first, act_forward,
                                          act_backward};
 
@@ -118,8 +120,8 @@ static float param_value(struct tg_op_ctx *ctx)
     return p ? p->value : 0.0f;
 }
 
-static enum tg_status act_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                  struct tg_tensor *const *in, int n_in)
+static enum tg_status
+act_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     const struct tg_op_def *op = ctx->op;
     const float *x = in[0]->data;
@@ -138,8 +140,10 @@ static enum tg_status act_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status act_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status act_backward(struct tg_op_ctx *ctx,
+                                   const struct tg_tensor *out,
+                                   struct tg_tensor *const *in,
+                                   int n_in)
 {
     const struct tg_op_def *op = ctx->op;
     struct tg_tensor *x = in[0];

@@ -18,11 +18,11 @@
 #endif
 
 /* Shape callback: one input, output of the same shape. */
-enum tg_status tg_shape_same_as_first(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                      int *n_dims, int64_t *shape);
+enum tg_status tg_shape_same_as_first(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape);
 
 /* "2x3x4" for messages; buf of at least TG_SHAPE_STR bytes. */
-#define TG_SHAPE_STR 96
+#define TG_SHAPE_STR  96
 #define SHAPE(t, buf) tg_tensor_shape_str((t), (buf), sizeof(buf))
 
 /* Normalise a possibly negative axis of a rank-n tensor; -1 when out of range. */

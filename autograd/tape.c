@@ -102,8 +102,8 @@ size_t tg_tape_bytes_reserved(const struct tg_tape *tape)
 
 /* ---- Tensors on the tape ------------------------------------------------- */
 
-static struct tg_tensor *tape_tensor(struct tg_tape *tape, int n_dims, const int64_t *shape,
-                                     int64_t n)
+static struct tg_tensor *
+tape_tensor(struct tg_tape *tape, int n_dims, const int64_t *shape, int64_t n)
 {
     struct tg_tensor *t = arena_alloc(&tape->mem, sizeof(*t));
     if (t == NULL)
@@ -149,8 +149,10 @@ enum tg_status tg_tape_ensure_grad(struct tg_tape *tape, struct tg_tensor *t)
 
 /* ---- Running an op ------------------------------------------------------- */
 
-static enum tg_status check_apply_args(const struct tg_op_def *op, int n_in,
-                                       struct tg_tensor *const *in, const void *params)
+static enum tg_status check_apply_args(const struct tg_op_def *op,
+                                       int n_in,
+                                       struct tg_tensor *const *in,
+                                       const void *params)
 {
     if (op == NULL || op->name == NULL || op->shape == NULL || op->forward == NULL)
         return tg_error_set(TG_ERR_INVALID, "tg_op_apply: op definition is incomplete");
@@ -166,8 +168,8 @@ static enum tg_status check_apply_args(const struct tg_op_def *op, int n_in,
 }
 
 /* Record the call as an entry; the params copy and saved block already live in mem. */
-static enum tg_status record(struct tg_op_ctx *ctx, struct tg_tensor *out, int n_in,
-                             struct tg_tensor *const *in)
+static enum tg_status
+record(struct tg_op_ctx *ctx, struct tg_tensor *out, int n_in, struct tg_tensor *const *in)
 {
     struct tg_tape *tape = ctx->tape;
     struct tg_entry *e = arena_alloc(&tape->mem, sizeof(*e));
@@ -207,9 +209,12 @@ static void prefix_nomem(const char *name, enum tg_status st)
 }
 
 /* Output, forward and recording for a call on a tape; rewinds on failure. */
-static struct tg_tensor *apply_on_tape(struct tg_op_ctx *ctx, int n_in,
-                                       struct tg_tensor *const *in, int n_dims,
-                                       const int64_t *shape, int64_t n)
+static struct tg_tensor *apply_on_tape(struct tg_op_ctx *ctx,
+                                       int n_in,
+                                       struct tg_tensor *const *in,
+                                       int n_dims,
+                                       const int64_t *shape,
+                                       int64_t n)
 {
     struct tg_tape *tape = ctx->tape;
     struct arena_mark m = arena_mark(&tape->mem);
@@ -246,8 +251,10 @@ rewind:
 }
 
 /* Output and forward for a call with no tape: a heap output, call-local scratch. */
-static struct tg_tensor *apply_on_heap(struct tg_op_ctx *ctx, int n_in,
-                                       struct tg_tensor *const *in, int n_dims,
+static struct tg_tensor *apply_on_heap(struct tg_op_ctx *ctx,
+                                       int n_in,
+                                       struct tg_tensor *const *in,
+                                       int n_dims,
                                        const int64_t *shape)
 {
     struct arena local;
@@ -269,19 +276,19 @@ fail:
     return out;
 }
 
-struct tg_tensor *tg_op_apply(const struct tg_op_def *op, int n_in, struct tg_tensor *const *in,
-                              const void *params)
+struct tg_tensor *
+tg_op_apply(const struct tg_op_def *op, int n_in, struct tg_tensor *const *in, const void *params)
 {
     if (check_apply_args(op, n_in, in, params) != TG_OK)
         return NULL;
     struct tg_tape *tape = current;
     struct tg_op_ctx ctx = {
-        .op = op,
-        .params = op->params_size > 0 ? params : NULL,
-        .tape = tape,
-        .scratch = tape ? &tape->scratch : NULL,
-        .recording = tape != NULL && tape->grad_enabled && op->backward != NULL &&
-                     any_requires_grad(n_in, in),
+            .op = op,
+            .params = op->params_size > 0 ? params : NULL,
+            .tape = tape,
+            .scratch = tape ? &tape->scratch : NULL,
+            .recording = tape != NULL && tape->grad_enabled && op->backward != NULL &&
+                         any_requires_grad(n_in, in),
     };
 
     int n_dims = 0;
@@ -348,8 +355,8 @@ void *tg_op_ctx_scratch(struct tg_op_ctx *ctx, size_t bytes)
 
 /* ---- Backward ------------------------------------------------------------ */
 
-static enum tg_status check_backward_args(struct tg_tape *tape, struct tg_tensor *out,
-                                          const struct tg_tensor *seed)
+static enum tg_status
+check_backward_args(struct tg_tape *tape, struct tg_tensor *out, const struct tg_tensor *seed)
 {
     char os[64], ss[64];
     if (tape == NULL || out == NULL)
@@ -384,13 +391,13 @@ static enum tg_status run_entry(struct tg_tape *tape, struct tg_entry *e)
             return TG_ERR_NOMEM;
     }
     struct tg_op_ctx ctx = {
-        .op = e->op,
-        .params = e->params,
-        .tape = tape,
-        .scratch = &tape->scratch,
-        .saved = e->saved,
-        .recording = false,
-        .in_backward = true,
+            .op = e->op,
+            .params = e->params,
+            .tape = tape,
+            .scratch = &tape->scratch,
+            .saved = e->saved,
+            .recording = false,
+            .in_backward = true,
     };
     struct arena_mark sm = arena_mark(&tape->scratch);
     enum tg_status st = e->op->backward(&ctx, e->out, e->in, e->n_in);
@@ -398,8 +405,10 @@ static enum tg_status run_entry(struct tg_tape *tape, struct tg_entry *e)
     return st;
 }
 
-enum tg_status tg_tape_backward(struct tg_tape *tape, struct tg_tensor *out,
-                                const struct tg_tensor *seed, unsigned flags)
+enum tg_status tg_tape_backward(struct tg_tape *tape,
+                                struct tg_tensor *out,
+                                const struct tg_tensor *seed,
+                                unsigned flags)
 {
     enum tg_status st = check_backward_args(tape, out, seed);
     if (st != TG_OK)

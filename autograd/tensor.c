@@ -15,11 +15,11 @@ enum tg_status tg_shape_numel(int n_dims, const int64_t *shape, int64_t *n_elems
     int64_t n = 1;
     for (int i = 0; i < n_dims; i++) {
         if (shape[i] < 0)
-            return tg_error_set(TG_ERR_INVALID, "tensor: size %" PRId64 " of dimension %d is negative",
-                                shape[i], i);
-        if (shape[i] != 0 && n > (int64_t)(SIZE_MAX / sizeof(float) / 2) / shape[i])
-            return tg_error_set(TG_ERR_NOMEM, "tensor: element count overflows at dimension %d",
+            return tg_error_set(TG_ERR_INVALID,
+                                "tensor: size %" PRId64 " of dimension %d is negative", shape[i],
                                 i);
+        if (shape[i] != 0 && n > (int64_t)(SIZE_MAX / sizeof(float) / 2) / shape[i])
+            return tg_error_set(TG_ERR_NOMEM, "tensor: element count overflows at dimension %d", i);
         n *= shape[i];
     }
     *n_elems = n;

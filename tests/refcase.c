@@ -107,8 +107,8 @@ static bool to_float(const cJSON *j, float *out)
 }
 
 /* shape: an array of at most TG_MAX_DIMS integers in [0, MAX_ELEMS]. */
-static enum tg_status parse_shape(const cJSON *j, struct refcase_tensor *t, int line,
-                                  const char *what, char *err)
+static enum tg_status
+parse_shape(const cJSON *j, struct refcase_tensor *t, int line, const char *what, char *err)
 {
     if (!cJSON_IsArray(j))
         return fail(err, TG_ERR_FORMAT, "line %d: %s: \"shape\" is not an array", line, what);
@@ -141,8 +141,8 @@ static enum tg_status parse_shape(const cJSON *j, struct refcase_tensor *t, int 
  * A tensor from {"shape": [...], "data": [...]} or a bare number (0 dims).
  * On failure t holds what was allocated; the caller frees it.
  */
-static enum tg_status parse_tensor(const cJSON *j, int line, const char *what,
-                                   struct refcase_tensor *t, char *err)
+static enum tg_status
+parse_tensor(const cJSON *j, int line, const char *what, struct refcase_tensor *t, char *err)
 {
     if (cJSON_IsNumber(j)) {
         t->n_dims = 0;
@@ -159,8 +159,8 @@ static enum tg_status parse_tensor(const cJSON *j, int line, const char *what,
     if (!cJSON_IsObject(j))
         return fail(err, TG_ERR_FORMAT, "line %d: %s: not a tensor object", line, what);
 
-    enum tg_status st = parse_shape(cJSON_GetObjectItemCaseSensitive(j, "shape"), t, line, what,
-                                    err);
+    enum tg_status st =
+            parse_shape(cJSON_GetObjectItemCaseSensitive(j, "shape"), t, line, what, err);
     if (st != TG_OK)
         return st;
 
@@ -186,8 +186,8 @@ static enum tg_status parse_tensor(const cJSON *j, int line, const char *what,
     return TG_OK;
 }
 
-static enum tg_status parse_list(const cJSON *j, int line, const char *what,
-                                 struct refcase_list *l, char *err)
+static enum tg_status
+parse_list(const cJSON *j, int line, const char *what, struct refcase_list *l, char *err)
 {
     int n = cJSON_GetArraySize(j);
     l->items = calloc((size_t)(n > 0 ? n : 1), sizeof(*l->items));
@@ -196,7 +196,7 @@ static enum tg_status parse_list(const cJSON *j, int line, const char *what,
     const cJSON *item;
     cJSON_ArrayForEach(item, j)
     {
-        char where[96];
+        char where[128]; // what (at most 95 chars) and an index
         snprintf(where, sizeof(where), "%s[%d]", what, l->n);
         enum tg_status st = parse_tensor(item, line, where, &l->items[l->n++], err);
         if (st != TG_OK)
@@ -207,8 +207,8 @@ static enum tg_status parse_list(const cJSON *j, int line, const char *what,
 
 /* ---- Groups: the members of "inputs", "grads" or an object "output" ----- */
 
-static enum tg_status group_add(const cJSON *m, int line, const char *what,
-                                struct refcase_group *g, char *err)
+static enum tg_status
+group_add(const cJSON *m, int line, const char *what, struct refcase_group *g, char *err)
 {
     char where[96];
     snprintf(where, sizeof(where), "%s.%s", what, m->string);
@@ -227,8 +227,8 @@ static enum tg_status group_add(const cJSON *m, int line, const char *what,
 }
 
 /* obj must be an object; an empty one gives an empty group. */
-static enum tg_status parse_group(const cJSON *obj, int line, const char *what,
-                                  struct refcase_group *g, char *err)
+static enum tg_status
+parse_group(const cJSON *obj, int line, const char *what, struct refcase_group *g, char *err)
 {
     if (!cJSON_IsObject(obj))
         return fail(err, TG_ERR_FORMAT, "line %d: \"%s\" is not an object", line, what);
@@ -353,8 +353,8 @@ static enum tg_status check_clip(const struct refcase *rc, char *err)
                     rc->line, rc->op);
     for (int i = 0; i < in->n; i++)
         if (!same_shape(&in->items[i], &out->items[i]))
-            return fail(err, TG_ERR_FORMAT, "line %d: %s: clipped grad %d changes shape",
-                        rc->line, rc->op, i);
+            return fail(err, TG_ERR_FORMAT, "line %d: %s: clipped grad %d changes shape", rc->line,
+                        rc->op, i);
     return TG_OK;
 }
 
@@ -486,8 +486,8 @@ static bool is_blank(const char *s)
     return true;
 }
 
-static enum tg_status set_push(struct refcase_set *set, int *cap, const char *text, int line,
-                               char *err)
+static enum tg_status
+set_push(struct refcase_set *set, int *cap, const char *text, int line, char *err)
 {
     if (set->n == *cap) {
         int new_cap = *cap ? 2 * *cap : 64;

@@ -62,17 +62,17 @@ enum refcase_kind {
 
 /** One parsed line. */
 struct refcase {
-    int line;                       /**< 1-based line number in the file */
-    char *op;                       /**< "op" (owned) */
-    enum refcase_kind kind;         /**< see enum refcase_kind */
-    cJSON *json;                    /**< the whole parsed line (owned) */
-    const cJSON *params;            /**< "params" object inside json, or NULL */
-    struct refcase_group inputs;    /**< "inputs" */
-    bool has_upstream;              /**< whether "upstream" holds a tensor */
-    struct refcase_tensor upstream; /**< "upstream" when has_upstream */
-    const cJSON *output_json;       /**< "output" as stored, for special cases */
-    bool output_is_tensor;          /**< "output" is a single tensor (REFCASE_PLAIN) */
-    struct refcase_tensor output;   /**< that tensor when output_is_tensor */
+    int line;                          /**< 1-based line number in the file */
+    char *op;                          /**< "op" (owned) */
+    enum refcase_kind kind;            /**< see enum refcase_kind */
+    cJSON *json;                       /**< the whole parsed line (owned) */
+    const cJSON *params;               /**< "params" object inside json, or NULL */
+    struct refcase_group inputs;       /**< "inputs" */
+    bool has_upstream;                 /**< whether "upstream" holds a tensor */
+    struct refcase_tensor upstream;    /**< "upstream" when has_upstream */
+    const cJSON *output_json;          /**< "output" as stored, for special cases */
+    bool output_is_tensor;             /**< "output" is a single tensor (REFCASE_PLAIN) */
+    struct refcase_tensor output;      /**< that tensor when output_is_tensor */
     struct refcase_group output_parts; /**< members of an object "output" otherwise */
     struct refcase_group grads;        /**< "grads" (empty when null) */
 };

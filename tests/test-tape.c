@@ -11,8 +11,8 @@
 /* ---- User-defined ops, written only against the public API ---------------- */
 
 /* y = x^2 element-wise; saves nothing, reads x in backward. */
-static enum tg_status square_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                     struct tg_tensor *const *in, int n_in)
+static enum tg_status
+square_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -21,8 +21,10 @@ static enum tg_status square_forward(struct tg_op_ctx *ctx, struct tg_tensor *ou
     return TG_OK;
 }
 
-static enum tg_status square_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                      struct tg_tensor *const *in, int n_in)
+static enum tg_status square_backward(struct tg_op_ctx *ctx,
+                                      const struct tg_tensor *out,
+                                      struct tg_tensor *const *in,
+                                      int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -32,8 +34,8 @@ static enum tg_status square_backward(struct tg_op_ctx *ctx, const struct tg_ten
     return TG_OK;
 }
 
-static enum tg_status same_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                 int *n_dims, int64_t *shape)
+static enum tg_status same_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     for (int i = 1; i < n_in; i++)
         if (!tg_tensor_same_shape(in[0], in[i]))
@@ -47,8 +49,8 @@ static const struct tg_op_def square_op = {"test_square", 0, same_shape, square_
                                            square_backward};
 
 /* y = a * b element-wise; saves a copy of both inputs to exercise tg_op_ctx_save. */
-static enum tg_status prod_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status
+prod_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)n_in;
     size_t n = (size_t)out->n_elems;
@@ -62,8 +64,10 @@ static enum tg_status prod_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status prod_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in)
+static enum tg_status prod_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in)
 {
     (void)n_in;
     size_t n = (size_t)out->n_elems;
@@ -88,8 +92,8 @@ static enum tg_status prod_backward(struct tg_op_ctx *ctx, const struct tg_tenso
 static const struct tg_op_def prod_op = {"test_prod", 0, same_shape, prod_forward, prod_backward};
 
 /* An op that refuses in forward, to test that a failed call records nothing. */
-static enum tg_status refuse_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                     struct tg_tensor *const *in, int n_in)
+static enum tg_status
+refuse_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)out;
     (void)in;
@@ -342,8 +346,8 @@ START_TEST(test_tape_no_grad_costs_only_outputs)
     ck_assert_ptr_nonnull(prod(x, x));
     size_t recorded = tg_tape_bytes_in_use(tape) - before;
     size_t out_bytes = (size_t)n * sizeof(float);
-    ck_assert_uint_le(no_grad, out_bytes + 1024);        // output and its header
-    ck_assert_uint_ge(recorded, 3 * out_bytes);          // plus the saved copies
+    ck_assert_uint_le(no_grad, out_bytes + 1024); // output and its header
+    ck_assert_uint_ge(recorded, 3 * out_bytes);   // plus the saved copies
     tg_tape_end(tape);
     tg_tape_free(tape);
     tg_tensor_free(x);

@@ -65,8 +65,13 @@ struct tg_tensor *tu_tensor(int d0, ...)
     return t;
 }
 
-void tu_assert_close_impl(const float *got, const float *want, int64_t n, double atol, double rtol,
-                          const char *file, int line)
+void tu_assert_close_impl(const float *got,
+                          const float *want,
+                          int64_t n,
+                          double atol,
+                          double rtol,
+                          const char *file,
+                          int line)
 {
     for (int64_t i = 0; i < n; i++) {
         double g = got[i], w = want[i];
@@ -77,8 +82,13 @@ void tu_assert_close_impl(const float *got, const float *want, int64_t n, double
     }
 }
 
-void tu_assert_gradcheck_impl(tg_gradcheck_fn fn, void *user, int n, struct tg_tensor *const *inputs,
-                              const struct tg_gradcheck_opts *opts, const char *file, int line)
+void tu_assert_gradcheck_impl(tg_gradcheck_fn fn,
+                              void *user,
+                              int n,
+                              struct tg_tensor *const *inputs,
+                              const struct tg_gradcheck_opts *opts,
+                              const char *file,
+                              int line)
 {
     struct tg_gradcheck_result r;
     enum tg_status st = tg_gradcheck(fn, user, n, inputs, opts, &r);

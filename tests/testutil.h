@@ -36,19 +36,29 @@ struct tg_tensor *tu_tensor(int d0, ...);
 /**
  * Assert every |got - want| <= atol + rtol |want|, naming the first bad index.
  */
-#define tu_assert_close(got, want, n, atol, rtol)                                                 \
+#define tu_assert_close(got, want, n, atol, rtol)                                                  \
     tu_assert_close_impl(got, want, n, atol, rtol, __FILE__, __LINE__)
-void tu_assert_close_impl(const float *got, const float *want, int64_t n, double atol, double rtol,
-                          const char *file, int line);
+void tu_assert_close_impl(const float *got,
+                          const float *want,
+                          int64_t n,
+                          double atol,
+                          double rtol,
+                          const char *file,
+                          int line);
 
 /**
  * Run tg_gradcheck with opts (NULL for defaults) and fail the test with the
  * checker's worst element when it does not pass.
  */
-#define tu_assert_gradcheck(fn, user, n, inputs, opts)                                            \
+#define tu_assert_gradcheck(fn, user, n, inputs, opts)                                             \
     tu_assert_gradcheck_impl(fn, user, n, inputs, opts, __FILE__, __LINE__)
-void tu_assert_gradcheck_impl(tg_gradcheck_fn fn, void *user, int n, struct tg_tensor *const *inputs,
-                              const struct tg_gradcheck_opts *opts, const char *file, int line);
+void tu_assert_gradcheck_impl(tg_gradcheck_fn fn,
+                              void *user,
+                              int n,
+                              struct tg_tensor *const *inputs,
+                              const struct tg_gradcheck_opts *opts,
+                              const char *file,
+                              int line);
 
 /** Run a suite with CK_ENV verbosity; returns the process exit status. */
 int tu_run_suite(Suite *s);

@@ -83,8 +83,7 @@ TG_API bool tg_tape_set_grad_enabled(struct tg_tape *tape, bool enabled);
  * @return the tensor (released by tg_tape_reset()), or NULL with
  *         TG_ERR_INVALID or TG_ERR_NOMEM.
  */
-TG_API struct tg_tensor *tg_tape_tensor_new(struct tg_tape *tape, int n_dims,
-                                            const int64_t *shape);
+TG_API struct tg_tensor *tg_tape_tensor_new(struct tg_tape *tape, int n_dims, const int64_t *shape);
 
 /**
  * Run backward from out: visit the recorded entries in reverse and accumulate
@@ -103,8 +102,10 @@ TG_API struct tg_tensor *tg_tape_tensor_new(struct tg_tape *tape, int n_dims,
  *         earlier backward; TG_ERR_NOMEM; or the status of a failing op's backward.
  *         Leaf gradients may hold partial sums after a failure.
  */
-TG_API enum tg_status tg_tape_backward(struct tg_tape *tape, struct tg_tensor *out,
-                                       const struct tg_tensor *seed, unsigned flags);
+TG_API enum tg_status tg_tape_backward(struct tg_tape *tape,
+                                       struct tg_tensor *out,
+                                       const struct tg_tensor *seed,
+                                       unsigned flags);
 
 /**
  * Forget every entry and release every tensor the tape owns, keeping the
@@ -161,22 +162,29 @@ struct tg_op_def {
      * @param n_dims receives the output rank.
      * @param shape receives the output sizes.
      */
-    enum tg_status (*shape)(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                            int *n_dims, int64_t *shape);
+    enum tg_status (*shape)(struct tg_op_ctx *ctx,
+                            struct tg_tensor *const *in,
+                            int n_in,
+                            int *n_dims,
+                            int64_t *shape);
     /**
      * Compute out->data from the inputs' data; may save state for backward
      * with tg_op_ctx_save(). out->data is uninitialised on entry: forward
      * writes every element.
      */
-    enum tg_status (*forward)(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                              struct tg_tensor *const *in, int n_in);
+    enum tg_status (*forward)(struct tg_op_ctx *ctx,
+                              struct tg_tensor *out,
+                              struct tg_tensor *const *in,
+                              int n_in);
     /**
      * Given out->grad (dL/dout), ADD dL/din[i] into in[i]->grad for each input
      * with a non-NULL grad; leave the other inputs alone. Inputs' data and
      * out->data are as after forward. May be NULL for ops with no gradient.
      */
-    enum tg_status (*backward)(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                               struct tg_tensor *const *in, int n_in);
+    enum tg_status (*backward)(struct tg_op_ctx *ctx,
+                               const struct tg_tensor *out,
+                               struct tg_tensor *const *in,
+                               int n_in);
 };
 
 /**
@@ -197,8 +205,8 @@ struct tg_op_def {
  *         message (TG_ERR_INVALID, TG_ERR_SHAPE, TG_ERR_NOMEM, or any status
  *         the callbacks return); nothing is recorded then.
  */
-TG_API struct tg_tensor *tg_op_apply(const struct tg_op_def *op, int n_in,
-                                     struct tg_tensor *const *in, const void *params);
+TG_API struct tg_tensor *
+tg_op_apply(const struct tg_op_def *op, int n_in, struct tg_tensor *const *in, const void *params);
 
 /** The parameter block given to tg_op_apply() (a copy), or NULL. */
 TG_API const void *tg_op_ctx_params(const struct tg_op_ctx *ctx);

@@ -89,7 +89,9 @@ enum tg_log_level {
  * @param msg the message.
  * @param user_data the pointer given to tg_log_set_handler().
  */
-typedef void (*tg_log_fn)(enum tg_log_level level, const char *func, const char *msg,
+typedef void (*tg_log_fn)(enum tg_log_level level,
+                          const char *func,
+                          const char *msg,
                           void *user_data);
 
 /**

@@ -52,9 +52,19 @@ extern "C" {
  *         cannot be allocated.
  *         On failure C is unchanged and tg_last_error() says why.
  */
-TG_API enum tg_status tg_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                               float alpha, const float *a, int64_t lda, const float *b,
-                               int64_t ldb, float beta, float *c, int64_t ldc);
+TG_API enum tg_status tg_sgemm(bool trans_a,
+                               bool trans_b,
+                               int64_t m,
+                               int64_t n,
+                               int64_t k,
+                               float alpha,
+                               const float *a,
+                               int64_t lda,
+                               const float *b,
+                               int64_t ldb,
+                               float beta,
+                               float *c,
+                               int64_t ldc);
 
 /**
  * Name of the GEMM code path tg_sgemm() takes on this CPU.

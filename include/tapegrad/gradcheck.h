@@ -22,7 +22,8 @@ extern "C" {
  * @param user the pointer given to tg_gradcheck().
  * @return the output, or NULL on failure (the message is kept).
  */
-typedef struct tg_tensor *(*tg_gradcheck_fn)(struct tg_tensor *const *inputs, int n_inputs,
+typedef struct tg_tensor *(*tg_gradcheck_fn)(struct tg_tensor *const *inputs,
+                                             int n_inputs,
                                              void *user);
 
 /** Settings of tg_gradcheck(); TG_GRADCHECK_DEFAULT gives the defaults. */
@@ -58,14 +59,14 @@ struct tg_gradcheck_opts {
 
 /** What tg_gradcheck() found. */
 struct tg_gradcheck_result {
-    bool passed;          /**< every checked element within tolerance */
-    double max_abs_err;   /**< worst |analytic - numeric| */
-    double max_rel_err;   /**< worst |analytic - numeric| / max(|numeric|, atol / rtol) */
-    int worst_input;      /**< input index of the worst element (-1 for a projection) */
-    int64_t worst_index;  /**< flat element index in it (or projection number) */
-    double analytic;      /**< analytic value at the worst element */
-    double numeric;       /**< finite-difference value there */
-    int64_t n_checked;    /**< elements or projections compared */
+    bool passed;         /**< every checked element within tolerance */
+    double max_abs_err;  /**< worst |analytic - numeric| */
+    double max_rel_err;  /**< worst |analytic - numeric| / max(|numeric|, atol / rtol) */
+    int worst_input;     /**< input index of the worst element (-1 for a projection) */
+    int64_t worst_index; /**< flat element index in it (or projection number) */
+    double analytic;     /**< analytic value at the worst element */
+    double numeric;      /**< finite-difference value there */
+    int64_t n_checked;   /**< elements or projections compared */
 };
 
 /**
@@ -83,7 +84,9 @@ struct tg_gradcheck_result {
  *         TG_ERR_INVALID for bad arguments; TG_ERR_NOMEM; or the status with
  *         which fn or backward failed.
  */
-TG_API enum tg_status tg_gradcheck(tg_gradcheck_fn fn, void *user, int n_inputs,
+TG_API enum tg_status tg_gradcheck(tg_gradcheck_fn fn,
+                                   void *user,
+                                   int n_inputs,
                                    struct tg_tensor *const *inputs,
                                    const struct tg_gradcheck_opts *opts,
                                    struct tg_gradcheck_result *result);

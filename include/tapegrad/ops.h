@@ -26,8 +26,8 @@ extern "C" {
  * @param b 2-d, (K, N) or (N, K) when trans_b.
  * @return y of shape (M, N); TG_ERR_SHAPE when ranks or inner sizes differ.
  */
-TG_API struct tg_tensor *tg_matmul(struct tg_tensor *a, struct tg_tensor *b, bool trans_a,
-                                   bool trans_b);
+TG_API struct tg_tensor *
+tg_matmul(struct tg_tensor *a, struct tg_tensor *b, bool trans_a, bool trans_b);
 
 /**
  * Batched matrix product: y[i] = op(a[i]) op(b[i]) for each of B batches.
@@ -35,8 +35,8 @@ TG_API struct tg_tensor *tg_matmul(struct tg_tensor *a, struct tg_tensor *b, boo
  * @param b 3-d, (B, K, N) or (B, N, K) when trans_b.
  * @return y of shape (B, M, N).
  */
-TG_API struct tg_tensor *tg_bmm(struct tg_tensor *a, struct tg_tensor *b, bool trans_a,
-                                bool trans_b);
+TG_API struct tg_tensor *
+tg_bmm(struct tg_tensor *a, struct tg_tensor *b, bool trans_a, bool trans_b);
 
 /* ---- Element-wise binary ops with broadcasting ------------------------ */
 /*
@@ -108,7 +108,9 @@ struct tg_conv2d_params {
  * @return y of shape (N, O, Ho, Wo); TG_ERR_SHAPE when channels, groups or the
  *         output size do not fit; TG_ERR_INVALID for a bad setting.
  */
-TG_API struct tg_tensor *tg_conv2d(struct tg_tensor *x, struct tg_tensor *w, struct tg_tensor *b,
+TG_API struct tg_tensor *tg_conv2d(struct tg_tensor *x,
+                                   struct tg_tensor *w,
+                                   struct tg_tensor *b,
                                    const struct tg_conv2d_params *p);
 
 /** Settings of the 2-d pooling ops. */
@@ -198,8 +200,8 @@ enum tg_reduction {
  * @param a, b same shape; both may require grad.
  * @return a 0-dimensional tensor.
  */
-TG_API struct tg_tensor *tg_mse_loss(struct tg_tensor *a, struct tg_tensor *b,
-                                     enum tg_reduction reduction);
+TG_API struct tg_tensor *
+tg_mse_loss(struct tg_tensor *a, struct tg_tensor *b, enum tg_reduction reduction);
 
 /**
  * Softmax cross-entropy from logits, with integer class labels:
@@ -212,7 +214,8 @@ TG_API struct tg_tensor *tg_mse_loss(struct tg_tensor *a, struct tg_tensor *b,
  * @param label_smoothing s in [0, 1].
  * @return a 0-dimensional tensor; TG_ERR_INVALID for a label out of range.
  */
-TG_API struct tg_tensor *tg_cross_entropy_loss(struct tg_tensor *logits, const int32_t *labels,
+TG_API struct tg_tensor *tg_cross_entropy_loss(struct tg_tensor *logits,
+                                               const int32_t *labels,
                                                enum tg_reduction reduction,
                                                float label_smoothing);
 
@@ -222,8 +225,8 @@ TG_API struct tg_tensor *tg_cross_entropy_loss(struct tg_tensor *logits, const i
  * @param labels N class indices in [0, C), copied by the call.
  * @return a 0-dimensional tensor; TG_ERR_INVALID for a label out of range.
  */
-TG_API struct tg_tensor *tg_nll_loss(struct tg_tensor *logp, const int32_t *labels,
-                                     enum tg_reduction reduction);
+TG_API struct tg_tensor *
+tg_nll_loss(struct tg_tensor *logp, const int32_t *labels, enum tg_reduction reduction);
 
 #ifdef __cplusplus
 }

@@ -2,10 +2,12 @@
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
-#include <tapegrad/common.h>
-#include <tapegrad/tensor.h>
 #include <tapegrad/autograd.h>
-#include <tapegrad/ops.h>
+#include <tapegrad/checkpoint.h>
+#include <tapegrad/common.h>
+#include <tapegrad/data.h>
 #include <tapegrad/gradcheck.h>
+#include <tapegrad/ops.h>
+#include <tapegrad/tensor.h>
 
 #endif

@@ -31,14 +31,14 @@ struct tg_tape;
  * point to; the other fields are managed by the library.
  */
 struct tg_tensor {
-    float *data;                  /**< n_elems floats, row-major, 64-byte aligned */
-    float *grad;                  /**< gradient of the same shape, or NULL when none is kept */
-    int64_t shape[TG_MAX_DIMS];   /**< sizes; entries past n_dims are 1 */
-    int n_dims;                   /**< 0 (a scalar) to TG_MAX_DIMS */
-    int64_t n_elems;              /**< product of the sizes; 1 for a scalar */
-    bool requires_grad;           /**< backward computes a gradient for it */
-    struct tg_tape *tape;         /**< the owning tape, NULL for a heap (leaf) tensor */
-    uint32_t flags;               /**< private to the library */
+    float *data;                /**< n_elems floats, row-major, 64-byte aligned */
+    float *grad;                /**< gradient of the same shape, or NULL when none is kept */
+    int64_t shape[TG_MAX_DIMS]; /**< sizes; entries past n_dims are 1 */
+    int n_dims;                 /**< 0 (a scalar) to TG_MAX_DIMS */
+    int64_t n_elems;            /**< product of the sizes; 1 for a scalar */
+    bool requires_grad;         /**< backward computes a gradient for it */
+    struct tg_tape *tape;       /**< the owning tape, NULL for a heap (leaf) tensor */
+    uint32_t flags;             /**< private to the library */
 };
 
 /**
