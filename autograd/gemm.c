@@ -2,17 +2,18 @@
  * tg_sgemm: a cache-blocked GEMM on packed panels, in the GotoBLAS/BLIS
  * manner. Per thread the loop nest is
  *
- *   jc  NC columns of C        packed B block (KC x NC) lives in L3
- *    pc  KC of the k sum       pack op(B)[pc.., jc..]
+ *   jc  NC columns of C        packed B block (KC x NC) lives in L2/L3
+ *    pc  KC of the k sum
  *     ic  MC rows of C         pack op(A)[ic.., pc..]; A block (MC x KC) in L2
- *      jr  NR columns          B micro-panel (KC x NR) in L1
+ *      jr  NR columns          B micro-panel (KC x NR) in L1; packed during the
+ *                              first ic pass, right before its first use
  *       ir  MR rows            micro-kernel: C tile (MR x NR) += A panel B panel
  *
  * Packing resolves both transposes, so one micro-kernel serves all four
  * cases. Threads split C into tile-aligned rectangles, one per thread, and
  * each runs the whole nest on its own rectangle with its own buffers: no
  * barriers, and each element of C sees the same operations in the same order
- * whatever the thread count.
+ * whatever the thread count (the k blocking depends on k alone).
  */
 #include <tapegrad/gemm.h>
 
@@ -43,11 +44,9 @@
  * of A in L2. MC is a multiple of MR and NC of NR. */
 #define MR 6
 #define NR 16
-#ifndef KC
 #define KC 256
 #define MC 144
 #define NC 4096
-#endif
 
 /* Products below SMALL_WORK multiply-adds take a plain loop; a thread gets at
  * least THREAD_WORK multiply-adds. */
@@ -79,10 +78,10 @@ struct gemm_job {
     bool avx2; // pack with the AVX2 transposes
 };
 
-static atomic_int kernel_choice;      // enum tg_gemm_kernel; AUTO until first use
-static atomic_int n_threads_user;     // tg_set_num_threads(); 0 = OpenMP's default
-static float *pack_bufs[MAX_THREADS]; // per-thread packing space, kept for life
-static atomic_flag pack_bufs_busy = ATOMIC_FLAG_INIT;
+static atomic_int kernel_choice;           // enum tg_gemm_kernel; AUTO until first use
+static atomic_int n_threads_user;          // tg_set_num_threads(); 0 = OpenMP's default
+static float *pack_bufs[MAX_THREADS];      // pool of packing space, kept for life
+static atomic_bool pack_busy[MAX_THREADS]; // pack_bufs[i] is taken by a product
 
 static int64_t min64(int64_t x, int64_t y)
 {
@@ -135,40 +134,51 @@ static void pack_a(float *ap, const float *a, int64_t lda, bool trans, int64_t m
         int64_t mr = min64(MR, mc - i0);
         if (mr < MR)
             memset(ap, 0, sizeof(float) * MR * (size_t)kc);
-        for (int64_t i = 0; i < mr; i++) {
-            for (int64_t p = 0; p < kc; p++)
-                ap[p * MR + i] = trans ? a[p * lda + i0 + i] : a[(i0 + i) * lda + p];
+        if (trans) {
+            for (int64_t p = 0; p < kc; p++) {
+                for (int64_t i = 0; i < mr; i++)
+                    ap[p * MR + i] = a[p * lda + i0 + i];
+            }
+        } else {
+            for (int64_t i = 0; i < mr; i++) {
+                for (int64_t p = 0; p < kc; p++)
+                    ap[p * MR + i] = a[(i0 + i) * lda + p];
+            }
         }
         ap += MR * kc;
     }
 }
 
+#ifdef __GNUC__
+#define PREFETCH(p) __builtin_prefetch(p, 0, 2)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 /*
- * Pack columns [0, nc) and rows [0, kc) of op(B), b pointing at its (0, 0),
- * into NR-column micro-panels: bp[(j / NR) * NR * kc + p * NR + j % NR] =
- * op(B)(p, j), columns past nc zero. Reads go along the stored rows, so each
- * row of b streams through once.
+ * Pack one micro-panel of op(B): nr <= NR columns and kc rows, b pointing at
+ * its (0, 0), into bp[p * NR + j], columns past nr zero. With next set, also
+ * prefetch the source of the following panel, so that its memory latency
+ * hides behind the micro-kernels run on this one.
  */
-static void
-pack_b_generic(float *bp, const float *b, int64_t ldb, bool trans, int64_t nc, int64_t kc)
+static void pack_b_panel_generic(
+        float *bp, const float *b, int64_t ldb, bool trans, int64_t nr, int64_t kc, bool next)
 {
-    int64_t n_full = nc / NR * NR;
-    if (n_full < nc)
-        memset(bp + n_full * kc, 0, sizeof(float) * NR * (size_t)kc);
+    if (nr < NR)
+        memset(bp, 0, sizeof(float) * NR * (size_t)kc);
     if (trans) {
-        for (int64_t j = 0; j < nc; j++) {
-            float *dst = bp + j / NR * NR * kc + j % NR;
+        for (int64_t j = 0; j < nr; j++) {
             for (int64_t p = 0; p < kc; p++)
-                dst[p * NR] = b[j * ldb + p];
+                bp[p * NR + j] = b[j * ldb + p];
         }
         return;
     }
     for (int64_t p = 0; p < kc; p++) {
         const float *src = b + p * ldb;
-        for (int64_t j = 0; j < n_full; j += NR)
-            memcpy(bp + j * kc + p * NR, src + j, sizeof(float) * NR);
-        for (int64_t j = n_full; j < nc; j++)
-            bp[n_full * kc + p * NR + j - n_full] = src[j];
+        if (next)
+            PREFETCH(src + NR + NR - 1);
+        for (int64_t j = 0; j < nr; j++)
+            bp[p * NR + j] = src[j];
     }
 }
 
@@ -263,6 +273,70 @@ TARGET_AVX2 static void kernel_avx2(
     store_row(c + 5 * ldc, c50, c51, va, vb, read_c);
 }
 
+/*
+ * Partial tile into tile (row stride NR): only rows [0, mr) and, when half is
+ * set, only the left 8 columns are computed. Each element gets the same
+ * operations as in kernel_avx2(). Inlined with constant mr and half.
+ */
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+edge_tile_avx2(int64_t k, const float *a, const float *b, float *tile, int mr, bool half)
+{
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = _mm256_setzero_ps();
+        acc[i][1] = _mm256_setzero_ps();
+    }
+
+    for (int64_t p = 0; p < k; p++) {
+        __m256 b0 = _mm256_load_ps(b);
+        __m256 b1 = half ? b0 : _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            if (!half)
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += NR;
+    }
+
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        _mm256_store_ps(tile + i * NR, acc[i][0]);
+        if (!half)
+            _mm256_store_ps(tile + i * NR + 8, acc[i][1]);
+    }
+}
+
+/* Dispatch a partial tile to a copy of edge_tile_avx2() specialised for it. */
+TARGET_AVX2 static void
+kernel_edge_avx2(int64_t k, const float *a, const float *b, float *tile, int64_t mr, int64_t nr)
+{
+    bool half = nr <= 8;
+    switch (mr) {
+    case 1:
+        half ? edge_tile_avx2(k, a, b, tile, 1, true) : edge_tile_avx2(k, a, b, tile, 1, false);
+        break;
+    case 2:
+        half ? edge_tile_avx2(k, a, b, tile, 2, true) : edge_tile_avx2(k, a, b, tile, 2, false);
+        break;
+    case 3:
+        half ? edge_tile_avx2(k, a, b, tile, 3, true) : edge_tile_avx2(k, a, b, tile, 3, false);
+        break;
+    case 4:
+        half ? edge_tile_avx2(k, a, b, tile, 4, true) : edge_tile_avx2(k, a, b, tile, 4, false);
+        break;
+    case 5:
+        half ? edge_tile_avx2(k, a, b, tile, 5, true) : edge_tile_avx2(k, a, b, tile, 5, false);
+        break;
+    default:
+        half ? edge_tile_avx2(k, a, b, tile, 6, true) : edge_tile_avx2(k, a, b, tile, 6, false);
+        break;
+    }
+}
+
 /* Transpose the 8x8 block in r[0..8) in place. */
 TARGET_AVX2 static inline void transpose8(__m256 r[8])
 {
@@ -289,14 +363,14 @@ TARGET_AVX2 static inline void transpose8(__m256 r[8])
  * Full NR-column micro-panel of op(B) = B^T: b is stored n x k, so the panel's
  * columns are 16 rows of b. Eight k at a time, two 8x8 transposes.
  */
-TARGET_AVX2 static void pack_b_trans_avx2(float *bp, const float *b, int64_t ldb, int64_t kc)
+TARGET_AVX2 static void
+pack_b_trans_avx2(float *bp, const float *b, int64_t ldb, int64_t kc, bool next)
 {
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) {
-        // Rows of b are far apart: fetch the next panel's lines ahead of time.
-        if (p % 16 == 0) {
+        if (next && p % 16 == 0) {
             for (int j = 0; j < NR; j++)
-                _mm_prefetch((const char *)(b + (NR + j) * ldb + p), _MM_HINT_T0);
+                _mm_prefetch((const char *)(b + (NR + j) * ldb + p), _MM_HINT_T1);
         }
         for (int h = 0; h < NR / 8; h++) {
             __m256 r[8];
@@ -310,6 +384,19 @@ TARGET_AVX2 static void pack_b_trans_avx2(float *bp, const float *b, int64_t ldb
     for (; p < kc; p++) {
         for (int j = 0; j < NR; j++)
             bp[p * NR + j] = b[j * ldb + p];
+    }
+}
+
+/* Full NR-column micro-panel of op(B) = B: a row of 16 floats per k. */
+TARGET_AVX2 static void
+pack_b_rows_avx2(float *bp, const float *b, int64_t ldb, int64_t kc, bool next)
+{
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = b + p * ldb;
+        if (next)
+            _mm_prefetch((const char *)(src + 2 * NR - 1), _MM_HINT_T1);
+        _mm256_store_ps(bp + p * NR, _mm256_loadu_ps(src));
+        _mm256_store_ps(bp + p * NR + 8, _mm256_loadu_ps(src + 8));
     }
 }
 
@@ -329,20 +416,23 @@ static bool cpu_has_avx2(void)
 
 /* ---- Blocked product on one rectangle of C -------------------------------- */
 
-/* Pack a KC x NC block of op(B) (see pack_b_generic()) by the fastest means. */
-static void pack_b(const struct gemm_job *g, float *bp, const float *b, int64_t nc, int64_t kc)
+/* Micro-panel j (columns [j, j + NR)) of the op(B) block at b; see pack_b_panel_generic(). */
+static void
+pack_b_panel(const struct gemm_job *g, float *bp, const float *b, int64_t j, int64_t nc, int64_t kc)
 {
+    int64_t nr = min64(NR, nc - j);
+    bool next = j + NR < nc;
+    const float *src = g->trans_b ? b + j * g->ldb : b + j;
 #ifdef TG_GEMM_X86
-    if (g->avx2 && g->trans_b) {
-        int64_t n_full = nc / NR * NR;
-        for (int64_t j = 0; j < n_full; j += NR)
-            pack_b_trans_avx2(bp + j * kc, b + j * g->ldb, g->ldb, kc);
-        if (n_full < nc)
-            pack_b_generic(bp + n_full * kc, b + n_full * g->ldb, g->ldb, true, nc - n_full, kc);
+    if (g->avx2 && nr == NR) {
+        if (g->trans_b)
+            pack_b_trans_avx2(bp, src, g->ldb, kc, next);
+        else
+            pack_b_rows_avx2(bp, src, g->ldb, kc, next);
         return;
     }
 #endif
-    pack_b_generic(bp, b, g->ldb, g->trans_b, nc, kc);
+    pack_b_panel_generic(bp, src, g->ldb, g->trans_b, nr, kc, next);
 }
 
 /* A partial tile: the kernel fills a scratch tile, live elements are copied. */
@@ -356,7 +446,14 @@ static void edge_tile(const struct gemm_job *g,
                       float beta)
 {
     _Alignas(64) float tile[MR * NR];
+#ifdef TG_GEMM_X86
+    if (g->avx2)
+        kernel_edge_avx2(kc, ap, bp, tile, mr, nr);
+    else
+        g->kernel(kc, ap, bp, tile, NR, 1.0f, 0.0f);
+#else
     g->kernel(kc, ap, bp, tile, NR, 1.0f, 0.0f);
+#endif
     for (int64_t i = 0; i < mr; i++) {
         for (int64_t j = 0; j < nr; j++) {
             float v = g->alpha * tile[i * NR + j];
@@ -390,6 +487,30 @@ static void macro_kernel(const struct gemm_job *g,
     }
 }
 
+/*
+ * The first MC rows of a block: each B micro-panel is packed just before the
+ * micro-kernels that use it, while the next one's source is prefetched, so
+ * reading B overlaps with arithmetic. Later row blocks reuse the packed B;
+ * when there are none (last set), every panel goes to the same L1-hot slot.
+ */
+static void first_row_block(const struct gemm_job *g,
+                            int64_t mc,
+                            int64_t nc,
+                            int64_t kc,
+                            const float *ap,
+                            float *bp,
+                            const float *b,
+                            float *c,
+                            float beta,
+                            bool last)
+{
+    for (int64_t j = 0; j < nc; j += NR) {
+        float *panel = last ? bp : bp + j * kc;
+        pack_b_panel(g, panel, b, j, nc, kc);
+        macro_kernel(g, mc, min64(NR, nc - j), kc, ap, panel, c + j, beta);
+    }
+}
+
 /* Rows [m0, m1) x columns [n0, n1) of C, with packing space buf. */
 static void
 gemm_rect(const struct gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *buf)
@@ -405,14 +526,17 @@ gemm_rect(const struct gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int64_t 
         for (int64_t pc = 0; pc < g->k; pc += kc_step) {
             int64_t kc = min64(kc_step, g->k - pc);
             const float *b = g->trans_b ? g->b + jc * g->ldb + pc : g->b + pc * g->ldb + jc;
-            pack_b(g, bp, b, nc, kc);
             float beta = pc == 0 ? g->beta : 1.0f;
 
             for (int64_t ic = m0; ic < m1; ic += mc_step) {
                 int64_t mc = min64(mc_step, m1 - ic);
                 const float *a = g->trans_a ? g->a + pc * g->lda + ic : g->a + ic * g->lda + pc;
+                float *c = g->c + ic * g->ldc + jc;
                 pack_a(ap, a, g->lda, g->trans_a, mc, kc);
-                macro_kernel(g, mc, nc, kc, ap, bp, g->c + ic * g->ldc + jc, beta);
+                if (ic == m0)
+                    first_row_block(g, mc, nc, kc, ap, bp, b, c, beta, mc == m1 - m0);
+                else
+                    macro_kernel(g, mc, nc, kc, ap, bp, c, beta);
             }
         }
     }
@@ -476,17 +600,52 @@ static size_t pack_buf_bytes(void)
     return sizeof(float) * ((size_t)MC * KC + (size_t)KC * NC);
 }
 
-/* Make bufs[0..n) point at packing space, allocating the missing ones. */
-static enum tg_status fill_buffers(float **bufs, int n)
+/* Record the failure to allocate packing space. */
+static enum tg_status no_buffer(void)
+{
+    return tg_error_set(TG_ERR_NOMEM, "tg_sgemm: cannot allocate %zu bytes of packing space",
+                        pack_buf_bytes());
+}
+
+/* Return what take_buffers() handed out: pool slots are freed, extras released. */
+static void give_back_buffers(float **bufs, const int *slots, int n)
 {
     for (int t = 0; t < n; t++) {
-        if (bufs[t])
+        if (slots[t] >= 0)
+            atomic_store_explicit(&pack_busy[slots[t]], false, memory_order_release);
+        else
+            tg_xfree(bufs[t]);
+    }
+}
+
+/*
+ * Point bufs[0..n) at packing space: free slots of the pool first (a slot's
+ * buffer is allocated on its first use and kept), so that concurrent products
+ * from several threads allocate nothing once warm; private buffers when the
+ * pool is exhausted. slots[t] is the pool slot of bufs[t], or -1.
+ */
+static enum tg_status take_buffers(float **bufs, int *slots, int n)
+{
+    int t = 0;
+    for (int s = 0; s < MAX_THREADS && t < n; s++) {
+        if (atomic_exchange_explicit(&pack_busy[s], true, memory_order_acquire))
             continue;
+        if (!pack_bufs[s])
+            pack_bufs[s] = tg_xmalloc(pack_buf_bytes());
+        slots[t] = s;
+        bufs[t++] = pack_bufs[s];
+        if (!pack_bufs[s]) {
+            give_back_buffers(bufs, slots, t);
+            return no_buffer();
+        }
+    }
+    for (; t < n; t++) {
+        slots[t] = -1;
         bufs[t] = tg_xmalloc(pack_buf_bytes());
-        if (!bufs[t])
-            return tg_error_set(TG_ERR_NOMEM,
-                                "tg_sgemm: cannot allocate %zu bytes of packing space",
-                                pack_buf_bytes());
+        if (!bufs[t]) {
+            give_back_buffers(bufs, slots, t + 1);
+            return no_buffer();
+        }
     }
     return TG_OK;
 }
@@ -510,29 +669,25 @@ static void run_parts(const struct gemm_job *g, struct gemm_grid grid, float *co
         run_part(g, grid, q, bufs[0]);
 }
 
-/*
- * The packed path. Uses the process-wide buffers, or private ones when another
- * thread is using those (concurrent products from different user threads).
- */
+/* The packed path; threaded unless called from inside a parallel region. */
 static enum tg_status gemm_packed(const struct gemm_job *g)
 {
-    struct gemm_grid grid = choose_grid(g, tg_get_num_threads());
+    int n_threads = tg_get_num_threads();
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        n_threads = 1;
+#endif
+    struct gemm_grid grid = choose_grid(g, n_threads);
     int n_parts = grid.t_rows * grid.t_cols;
-    float *private_bufs[MAX_THREADS] = {0};
-    bool shared = !atomic_flag_test_and_set_explicit(&pack_bufs_busy, memory_order_acquire);
-    float **bufs = shared ? pack_bufs : private_bufs;
+    float *bufs[MAX_THREADS];
+    int slots[MAX_THREADS];
 
-    enum tg_status status = fill_buffers(bufs, n_parts);
-    if (status == TG_OK)
-        run_parts(g, grid, bufs);
-
-    if (shared) {
-        atomic_flag_clear_explicit(&pack_bufs_busy, memory_order_release);
+    enum tg_status status = take_buffers(bufs, slots, n_parts);
+    if (status != TG_OK)
         return status;
-    }
-    for (int t = 0; t < n_parts; t++)
-        tg_xfree(private_bufs[t]);
-    return status;
+    run_parts(g, grid, bufs);
+    give_back_buffers(bufs, slots, n_parts);
+    return TG_OK;
 }
 
 /* ---- Small products and trivial cases ------------------------------------- */
@@ -614,6 +769,8 @@ static enum tg_status check_ld(const char *name, int64_t ld, int64_t row)
 void tg_gemm_release_buffers(void)
 {
     for (int t = 0; t < MAX_THREADS; t++) {
+        if (atomic_load_explicit(&pack_busy[t], memory_order_acquire))
+            continue;
         tg_xfree(pack_bufs[t]);
         pack_bufs[t] = NULL;
     }

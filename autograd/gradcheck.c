@@ -84,16 +84,20 @@ static enum tg_status check_opts(const struct tg_gradcheck_opts *o)
     return TG_OK;
 }
 
-static enum tg_status check_args(tg_gradcheck_fn fn, int n_inputs, struct tg_tensor *const *inputs,
+static enum tg_status check_args(tg_gradcheck_fn fn,
+                                 int n_inputs,
+                                 struct tg_tensor *const *inputs,
                                  const struct tg_gradcheck_opts *opts,
                                  struct tg_gradcheck_result *result)
 {
     if (fn == NULL || inputs == NULL || result == NULL)
         return tg_error_set(TG_ERR_INVALID, "tg_gradcheck: %s is NULL",
-                            fn == NULL ? "fn" : inputs == NULL ? "inputs" : "result");
+                            fn == NULL       ? "fn"
+                            : inputs == NULL ? "inputs"
+                                             : "result");
     if (n_inputs < 1 || n_inputs > TG_MAX_OP_INPUTS)
-        return tg_error_set(TG_ERR_INVALID, "tg_gradcheck: %d inputs (expected 1 to %d)",
-                            n_inputs, TG_MAX_OP_INPUTS);
+        return tg_error_set(TG_ERR_INVALID, "tg_gradcheck: %d inputs (expected 1 to %d)", n_inputs,
+                            TG_MAX_OP_INPUTS);
     bool any = false;
     for (int i = 0; i < n_inputs; i++) {
         enum tg_status st = check_input(inputs, i);
@@ -182,7 +186,7 @@ static enum tg_status analytic_pass(struct gc_run *run, uint64_t *rng)
 
     run->r = tg_tensor_new(y->n_dims, y->shape);
     if (run->r == NULL)
-        return TG_ERR_NOMEM;
+        return fail_with(TG_ERR_NOMEM, "allocating the upstream weights");
     for (int64_t i = 0; i < y->n_elems; i++)
         run->r->data[i] = rng_weight(rng);
     tg_clear_error();
@@ -326,8 +330,7 @@ static double projected_grad(struct gc_run *run, const struct gc_proj *pj)
 }
 
 /* One Rademacher direction v (every element moves by exactly +-eps, keeping kinks afar). */
-static enum tg_status check_projection(struct gc_run *run, struct gc_proj *pj, int p,
-                                       uint64_t *rng)
+static enum tg_status check_projection(struct gc_run *run, struct gc_proj *pj, int p, uint64_t *rng)
 {
     for (int64_t k = 0; k < pj->total; k++)
         pj->sign[k] = (rng_next(rng) >> 63) ? 1 : -1;
@@ -357,11 +360,11 @@ static enum tg_status check_projections(struct gc_run *run, uint64_t *rng)
     size_t n = pj.total > 0 ? (size_t)pj.total : 1;
     pj.saved = tg_xmalloc(n * sizeof(float));
     if (pj.saved == NULL)
-        return TG_ERR_NOMEM;
+        return fail_with(TG_ERR_NOMEM, "saving the inputs");
     pj.sign = tg_xmalloc(n);
     if (pj.sign == NULL) {
         tg_xfree(pj.saved);
-        return TG_ERR_NOMEM;
+        return fail_with(TG_ERR_NOMEM, "saving the inputs");
     }
 
     int64_t k = 0;
@@ -391,8 +394,11 @@ static void result_init(struct tg_gradcheck_result *res)
     res->worst_index = -1;
 }
 
-enum tg_status tg_gradcheck(tg_gradcheck_fn fn, void *user, int n_inputs,
-                            struct tg_tensor *const *inputs, const struct tg_gradcheck_opts *opts,
+enum tg_status tg_gradcheck(tg_gradcheck_fn fn,
+                            void *user,
+                            int n_inputs,
+                            struct tg_tensor *const *inputs,
+                            const struct tg_gradcheck_opts *opts,
                             struct tg_gradcheck_result *result)
 {
     enum tg_status st = check_args(fn, n_inputs, inputs, opts, result);
@@ -401,16 +407,16 @@ enum tg_status tg_gradcheck(tg_gradcheck_fn fn, void *user, int n_inputs,
     struct tg_gradcheck_result res;
     result_init(&res);
     struct gc_run run = {
-        .fn = fn,
-        .user = user,
-        .n_inputs = n_inputs,
-        .inputs = inputs,
-        .opts = opts ? *opts : TG_GRADCHECK_DEFAULT,
-        .tape = tg_tape_new(),
-        .res = &res,
+            .fn = fn,
+            .user = user,
+            .n_inputs = n_inputs,
+            .inputs = inputs,
+            .opts = opts ? *opts : TG_GRADCHECK_DEFAULT,
+            .tape = tg_tape_new(),
+            .res = &res,
     };
     if (run.tape == NULL)
-        return TG_ERR_NOMEM;
+        return fail_with(TG_ERR_NOMEM, "making its tape");
     uint64_t rng = run.opts.seed;
 
     st = analytic_pass(&run, &rng);

@@ -15,7 +15,7 @@ static void relu_forward(float *y, const float *x, int64_t n)
 {
     TG_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        y[i] = x[i] < 0.0f ? 0.0f : x[i]; // NaN stays NaN, as in PyTorch
 }
 
 static void relu_backward(float *dx, const float *dy, const float *x, int64_t n)
@@ -46,13 +46,12 @@ static void elu_forward(float *y, const float *x, int64_t n, float alpha)
         y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
 }
 
-/* d/dx alpha (exp(x) - 1) = alpha exp(x) = y + alpha for x <= 0. */
-static void
-elu_backward(float *dx, const float *dy, const float *x, const float *y, int64_t n, float alpha)
+/* d/dx alpha (exp(x) - 1) = alpha exp(x) for x <= 0, from x: exact for very negative x. */
+static void elu_backward(float *dx, const float *dy, const float *x, int64_t n, float alpha)
 {
     TG_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * (y[i] + alpha);
+        dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * alpha * expf(x[i]);
 }
 
 /* exp of a negative argument only, so neither branch overflows. */
@@ -156,7 +155,7 @@ static enum tg_status act_backward(struct tg_op_ctx *ctx,
     else if (op == &leaky_relu_op)
         leaky_relu_backward(x->grad, out->grad, x->data, n, param_value(ctx));
     else if (op == &elu_op)
-        elu_backward(x->grad, out->grad, x->data, out->data, n, param_value(ctx));
+        elu_backward(x->grad, out->grad, x->data, n, param_value(ctx));
     else if (op == &sigmoid_op)
         sigmoid_backward(x->grad, out->grad, out->data, n);
     else

@@ -48,7 +48,7 @@ struct conv_geom {
 static int64_t out_size(int64_t in, int64_t pad, int64_t dil, int64_t k, int64_t stride)
 {
     int64_t room = in + 2 * pad - 1; // <= 2^62 for any tensor that fits in memory
-    if (k - 1 > room / dil)
+    if (room < 0 || k - 1 > room / dil)
         return 0;
     return (room - dil * (k - 1)) / stride + 1;
 }
@@ -81,6 +81,12 @@ static void geom_init(struct conv_geom *g,
     g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+/* Scratch of one call: the column matrix and, with padding, the padded planes. */
+struct conv_ws {
+    float *cols; // (Kg, P), reused for dcols in backward; NULL when direct
+    float *xpad; // (Cg, H + 2 ph, W + 2 pw), or NULL without padding
+};
+
 /* ---- Kernels: outputs first ---------------------------------------------- */
 
 /* Smallest q >= 0 with q * d >= a, for d > 0 and any sign of a. */
@@ -102,34 +108,33 @@ valid_span(int64_t *lo, int64_t *hi, int64_t off, int64_t stride, int64_t size, 
     *hi = b < *lo ? *lo : b > n_out ? n_out : b;
 }
 
-/* One row of cols (Ho, Wo) for kernel tap (i, j) of channel plane xc (H, W). */
-static void im2col_row(float *row, const float *xc, int64_t i, int64_t j, const struct conv_geom *g)
+/* xp (Cg, Hp, Wp) = the planes of xg (Cg, H, W) inside a border of ph, pw zeros. */
+static void pad_planes(float *xp, const float *xg, const struct conv_geom *g)
 {
-    int64_t offh = i * g->dh - g->ph;
-    int64_t offw = j * g->dw - g->pw;
-    int64_t lo, hi;
-    valid_span(&lo, &hi, offw, g->sw, g->w, g->wo);
-    for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
-        int64_t ih = oh * g->sh + offh;
-        if (ih < 0 || ih >= g->h || lo == hi) {
-            memset(row, 0, (size_t)g->wo * sizeof(float));
-            continue;
-        }
-        const float *xr = xc + ih * g->w; // xr[ow sw + offw] for ow in [lo, hi)
-        memset(row, 0, (size_t)lo * sizeof(float));
-        if (g->sw == 1) {
-            memcpy(row + lo, xr + lo + offw, (size_t)(hi - lo) * sizeof(float));
-        } else {
-            for (int64_t ow = lo; ow < hi; ow++)
-                row[ow] = xr[ow * g->sw + offw];
-        }
-        memset(row + hi, 0, (size_t)(g->wo - hi) * sizeof(float));
-    }
+    int64_t hp = g->h + 2 * g->ph;
+    int64_t wp = g->w + 2 * g->pw;
+    memset(xp, 0, (size_t)(g->cg * hp * wp) * sizeof(float));
+    for (int64_t c = 0; c < g->cg; c++)
+        for (int64_t ih = 0; ih < g->h; ih++)
+            memcpy(xp + (c * hp + ih + g->ph) * wp + g->pw, xg + (c * g->h + ih) * g->w,
+                   (size_t)g->w * sizeof(float));
 }
 
-/* cols (Kg, P) from one group's channels xg (Cg, H, W); rows are independent. */
-static void im2col(float *cols, const float *xg, const struct conv_geom *g)
+/*
+ * cols (Kg, P) from one group's channels xg (Cg, H, W). With padding, xg is
+ * first copied into xpad (Cg, H + 2 ph, W + 2 pw) with zero borders, so that
+ * every tap reads in bounds: row (c, i, j) of cols is then a strided 2-d copy
+ * of plane c, one memcpy per output row when the stride is 1.
+ */
+static void im2col(float *cols, float *xpad, const float *xg, const struct conv_geom *g)
 {
+    int64_t hp = g->h + 2 * g->ph;
+    int64_t wp = g->w + 2 * g->pw;
+    const float *xs = xg;
+    if (g->ph > 0 || g->pw > 0) {
+        pad_planes(xpad, xg, g);
+        xs = xpad;
+    }
     int64_t taps = g->kh * g->kw;
     int64_t total = g->kg * g->p;
     (void)total; // only read by the OpenMP clause
@@ -138,11 +143,24 @@ static void im2col(float *cols, const float *xg, const struct conv_geom *g)
         int64_t c = r / taps;
         int64_t i = r % taps / g->kw;
         int64_t j = r % g->kw;
-        im2col_row(cols + r * g->p, xg + c * g->h * g->w, i, j, g);
+        const float *src = xs + (c * hp + i * g->dh) * wp + j * g->dw;
+        float *row = cols + r * g->p;
+        for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
+            const float *s = src + oh * g->sh * wp;
+            if (g->sw == 1) {
+                memcpy(row, s, (size_t)g->wo * sizeof(float));
+            } else {
+                for (int64_t ow = 0; ow < g->wo; ow++)
+                    row[ow] = s[ow * g->sw];
+            }
+        }
     }
 }
 
-/* The adjoint of im2col_row: add one row of dcols into channel plane dxc. */
+/*
+ * Add row (i, j) of dcols into channel plane dxc (H, W): the adjoint of that
+ * row's im2col copy, skipping the padding instead of staging it.
+ */
 static void
 col2im_row(float *dxc, const float *row, int64_t i, int64_t j, const struct conv_geom *g)
 {
@@ -156,9 +174,8 @@ col2im_row(float *dxc, const float *row, int64_t i, int64_t j, const struct conv
             continue;
         float *dxr = dxc + ih * g->w;
         if (g->sw == 1) {
-            float *d = dxr + offw;
             for (int64_t ow = lo; ow < hi; ow++)
-                d[ow] += row[ow];
+                dxr[ow + offw] += row[ow];
         } else {
             for (int64_t ow = lo; ow < hi; ow++)
                 dxr[ow * g->sw + offw] += row[ow];
@@ -187,7 +204,7 @@ static enum tg_status conv_image_forward(float *y,
                                          const float *x,
                                          const float *w,
                                          const float *bias,
-                                         float *cols,
+                                         const struct conv_ws *ws,
                                          const struct conv_geom *g)
 {
     for (int64_t gi = 0; gi < g->groups; gi++) {
@@ -195,8 +212,8 @@ static enum tg_status conv_image_forward(float *y,
         float *yg = y + gi * g->og * g->p;
         const float *src = xg;
         if (!g->direct) {
-            im2col(cols, xg, g);
-            src = cols;
+            im2col(ws->cols, ws->xpad, xg, g);
+            src = ws->cols;
         }
         float beta = 0.0f;
         if (bias != NULL) {
@@ -222,9 +239,10 @@ static enum tg_status conv_image_backward(float *dx,
                                           const float *dy,
                                           const float *x,
                                           const float *w,
-                                          float *cols,
+                                          const struct conv_ws *ws,
                                           const struct conv_geom *g)
 {
+    float *cols = ws->cols;
     enum tg_status st = TG_OK;
     for (int64_t gi = 0; gi < g->groups && st == TG_OK; gi++) {
         int64_t xoff = gi * g->cg * g->h * g->w;
@@ -235,7 +253,7 @@ static enum tg_status conv_image_backward(float *dx,
         if (dw != NULL) {
             const float *src = x + xoff;
             if (!g->direct) {
-                im2col(cols, x + xoff, g);
+                im2col(cols, ws->xpad, x + xoff, g);
                 src = cols;
             }
             st = tg_sgemm(false, true, g->og, g->kg, g->p, 1.0f, dyg, g->p, src, g->p, 1.0f,
@@ -256,6 +274,20 @@ static enum tg_status conv_image_backward(float *dx,
     return st;
 }
 
+/* Sum of r[0..n) in a fixed order, over eight running sums (vectorises, no serial chain). */
+static float row_sum(const float *r, int64_t n)
+{
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += r[q + k];
+    float tail = 0.0f;
+    for (; q < n; q++)
+        tail += r[q];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
+}
+
 /* db (O) += sum over images and positions of dy (N, O, P); fixed order per channel. */
 static void bias_backward(float *db, const float *dy, const struct conv_geom *g)
 {
@@ -264,13 +296,8 @@ static void bias_backward(float *db, const float *dy, const struct conv_geom *g)
     TG_PARALLEL_FOR(total)
     for (int64_t o = 0; o < g->o; o++) {
         double sum = 0.0;
-        for (int64_t n = 0; n < g->n; n++) {
-            const float *r = dy + (n * g->o + o) * g->p;
-            float s = 0.0f;
-            for (int64_t q = 0; q < g->p; q++)
-                s += r[q];
-            sum += (double)s;
-        }
+        for (int64_t n = 0; n < g->n; n++)
+            sum += (double)row_sum(dy + (n * g->o + o) * g->p, g->p);
         db[o] += (float)sum;
     }
 }
@@ -356,10 +383,14 @@ static enum tg_status conv_shape(
                             (long long)g.ho, (long long)g.wo, (long long)g.h, (long long)g.w,
                             (long long)g.ph, (long long)g.pw, (long long)g.kh, (long long)g.kw,
                             (long long)g.dh, (long long)g.dw, (long long)g.sh, (long long)g.sw);
-    if (g.kg > INT64_MAX / (int64_t)sizeof(float) / g.p)
+    /* Scratch of take_ws(), estimated in double so that the estimate cannot overflow. */
+    double ws = (double)g.kg * (double)g.p +
+                (double)g.cg * (double)(g.h + 2 * g.ph) * (double)(g.w + 2 * g.pw);
+    if (ws * (double)sizeof(float) > (double)(SIZE_MAX / 2))
         return tg_error_set(TG_ERR_NOMEM,
-                            "tg_conv2d: column buffer of %lld x %lld floats is too large",
-                            (long long)g.kg, (long long)g.p);
+                            "tg_conv2d: im2col scratch of %.3g floats is too large (columns "
+                            "%lld x %lld)",
+                            ws, (long long)g.kg, (long long)g.p);
 
     *n_dims = 4;
     shape[0] = g.n;
@@ -371,14 +402,21 @@ static enum tg_status conv_shape(
 
 /* ---- Op table entry -------------------------------------------------------- */
 
-/* The column buffer (Kg, P), or NULL when none is needed; false when out of memory. */
-static bool take_cols(struct tg_op_ctx *ctx, const struct conv_geom *g, float **cols)
+/* Scratch for im2col (none for the direct case); false when out of memory. */
+static bool take_ws(struct tg_op_ctx *ctx, const struct conv_geom *g, struct conv_ws *ws)
 {
-    *cols = NULL;
+    ws->cols = NULL;
+    ws->xpad = NULL;
     if (g->direct)
         return true;
-    *cols = tg_op_ctx_scratch(ctx, (size_t)(g->kg * g->p) * sizeof(float));
-    return *cols != NULL;
+    int64_t n_cols = (g->kg * g->p + 15) / 16 * 16; // xpad starts on a cache line
+    int64_t n_pad = 0;
+    if (g->ph > 0 || g->pw > 0)
+        n_pad = g->cg * (g->h + 2 * g->ph) * (g->w + 2 * g->pw);
+    ws->cols = tg_op_ctx_scratch(ctx, (size_t)(n_cols + n_pad) * sizeof(float));
+    if (ws->cols != NULL && n_pad > 0)
+        ws->xpad = ws->cols + n_cols;
+    return ws->cols != NULL;
 }
 
 static enum tg_status
@@ -388,15 +426,15 @@ conv_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *con
     const float *bias = n_in > 2 ? in[2]->data : NULL;
     struct conv_geom g;
     geom_init(&g, x, in[1], conv_params(ctx));
-    float *cols;
-    if (!take_cols(ctx, &g, &cols))
+    struct conv_ws ws;
+    if (!take_ws(ctx, &g, &ws))
         return TG_ERR_NOMEM;
 
     /* x: (N, C, H, W) -> y: (N, O, Ho, Wo), one image at a time */
     for (int64_t n = 0; n < g.n; n++) {
         enum tg_status st =
                 conv_image_forward(out->data + n * g.o * g.p, x->data + n * g.c * g.h * g.w,
-                                   in[1]->data, bias, cols, &g);
+                                   in[1]->data, bias, &ws, &g);
         if (st != TG_OK)
             return st;
     }
@@ -417,8 +455,8 @@ static enum tg_status conv_backward(struct tg_op_ctx *ctx,
         bias_backward(in[2]->grad, out->grad, &g);
     if (x->grad == NULL && w->grad == NULL)
         return TG_OK;
-    float *cols;
-    if (!take_cols(ctx, &g, &cols))
+    struct conv_ws ws;
+    if (!take_ws(ctx, &g, &ws))
         return TG_ERR_NOMEM;
 
     /* dW sums over images in order; each image's dx is its own */
@@ -426,7 +464,7 @@ static enum tg_status conv_backward(struct tg_op_ctx *ctx,
     for (int64_t n = 0; n < g.n; n++) {
         enum tg_status st =
                 conv_image_backward(x->grad ? x->grad + n * xs : NULL, w->grad,
-                                    out->grad + n * g.o * g.p, x->data + n * xs, w->data, cols, &g);
+                                    out->grad + n * g.o * g.p, x->data + n * xs, w->data, &ws, &g);
         if (st != TG_OK)
             return st;
     }

@@ -43,6 +43,28 @@ static int64_t size_from_end(const struct tg_tensor *t, int d)
     return d < t->n_dims ? t->shape[t->n_dims - 1 - d] : 1;
 }
 
+/* Turn the n dims of a plan built inner first to outer first and count its rows. */
+static void plan_finish(struct bcast *p, int n)
+{
+    for (int i = 0; i < n / 2; i++) {
+        int j = n - 1 - i;
+        int64_t t = p->size[i];
+        p->size[i] = p->size[j];
+        p->size[j] = t;
+        for (int k = 0; k < 2; k++) {
+            t = p->stride[k][i];
+            p->stride[k][i] = p->stride[k][j];
+            p->stride[k][j] = t;
+        }
+    }
+    p->n_dims = n;
+    p->row_len = p->size[n - 1];
+    p->n_rows = 1;
+    for (int d = 0; d < n - 1; d++)
+        p->n_rows *= p->size[d];
+    p->n_chunks = (p->row_len + CHUNK - 1) / CHUNK;
+}
+
 /* Fill the plan for inputs a, b whose shapes were checked to broadcast. */
 static void bcast_plan(struct bcast *p, const struct tg_tensor *a, const struct tg_tensor *b)
 {
@@ -83,24 +105,7 @@ static void bcast_plan(struct bcast *p, const struct tg_tensor *a, const struct 
         n = 1;
     }
 
-    /* Built inner first; store outer first. */
-    for (int i = 0; i < n / 2; i++) {
-        int j = n - 1 - i;
-        int64_t t = p->size[i];
-        p->size[i] = p->size[j];
-        p->size[j] = t;
-        for (int k = 0; k < 2; k++) {
-            t = p->stride[k][i];
-            p->stride[k][i] = p->stride[k][j];
-            p->stride[k][j] = t;
-        }
-    }
-    p->n_dims = n;
-    p->row_len = p->size[n - 1];
-    p->n_rows = 1;
-    for (int d = 0; d < n - 1; d++)
-        p->n_rows *= p->size[d];
-    p->n_chunks = (p->row_len + CHUNK - 1) / CHUNK;
+    plan_finish(p, n);
 }
 
 /* Offset of the start of row r in operand k. */
@@ -116,8 +121,21 @@ static int64_t row_offset(const struct bcast *p, int k, int64_t r)
 
 /* ---- Shape check --------------------------------------------------------- */
 
-static enum tg_status binary_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                   int *n_dims, int64_t *shape)
+/* Report that dimension d (counted from the end) of a and b does not broadcast. */
+static enum tg_status broadcast_error(const struct tg_op_ctx *ctx,
+                                      const struct tg_tensor *a,
+                                      const struct tg_tensor *b,
+                                      int d)
+{
+    char as[TG_SHAPE_STR], bs[TG_SHAPE_STR];
+    return tg_error_set(TG_ERR_SHAPE,
+                        "%s: shapes do not broadcast (a: %s, b: %s; sizes %lld and %lld at dim %d)",
+                        ctx->op->name, SHAPE(a, as), SHAPE(b, bs), (long long)size_from_end(a, d),
+                        (long long)size_from_end(b, d), -1 - d);
+}
+
+static enum tg_status binary_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     const struct tg_tensor *a = in[0];
     const struct tg_tensor *b = in[1];
@@ -127,14 +145,8 @@ static enum tg_status binary_shape(struct tg_op_ctx *ctx, struct tg_tensor *cons
     for (int d = 0; d < rank; d++) {
         int64_t sa = size_from_end(a, d);
         int64_t sb = size_from_end(b, d);
-        if (sa != sb && sa != 1 && sb != 1) {
-            char as[TG_SHAPE_STR], bs[TG_SHAPE_STR];
-            return tg_error_set(TG_ERR_SHAPE,
-                                "%s: shapes do not broadcast (a: %s, b: %s; dimension %d has "
-                                "sizes %lld and %lld, expected equal sizes or a 1)",
-                                ctx->op->name, SHAPE(a, as), SHAPE(b, bs), -1 - d, (long long)sa,
-                                (long long)sb);
-        }
+        if (sa != sb && sa != 1 && sb != 1)
+            return broadcast_error(ctx, a, b, d);
         shape[rank - 1 - d] = sa == 1 ? sb : sa;
     }
     *n_dims = rank;
@@ -151,24 +163,29 @@ enum binop { OP_ADD, OP_SUB, OP_MUL, OP_DIV };
 #define DIV_F(x, y) ((x) / (y))
 
 /* One stretch of a row: each operand steps by 1 or stays put (stride 0). */
-#define ROW_LOOP(F)                                                                               \
-    do {                                                                                          \
-        if (sa != 0 && sb != 0) {                                                                 \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                y[i] = F(a[i], b[i]);                                                             \
-        } else if (sa != 0) {                                                                     \
-            float bv = b[0];                                                                      \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                y[i] = F(a[i], bv);                                                               \
-        } else {                                                                                  \
-            float av = a[0];                                                                      \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                y[i] = F(av, b[i * sb]);                                                          \
-        }                                                                                         \
+#define ROW_LOOP(F)                                                                                \
+    do {                                                                                           \
+        if (sa != 0 && sb != 0) {                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                y[i] = F(a[i], b[i]);                                                              \
+        } else if (sa != 0) {                                                                      \
+            float bv = b[0];                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                y[i] = F(a[i], bv);                                                                \
+        } else {                                                                                   \
+            float av = a[0];                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                y[i] = F(av, b[i * sb]);                                                           \
+        }                                                                                          \
     } while (0)
 
-static void binary_row(float *restrict y, const float *a, int64_t sa, const float *b, int64_t sb,
-                       int64_t n, enum binop op)
+static void binary_row(float *restrict y,
+                       const float *a,
+                       int64_t sa,
+                       const float *b,
+                       int64_t sb,
+                       int64_t n,
+                       enum binop op)
 {
     switch (op) {
     case OP_ADD:
@@ -187,8 +204,8 @@ static void binary_row(float *restrict y, const float *a, int64_t sa, const floa
 }
 
 /* y = a op b over the plan; each task is one chunk of one row. */
-static void binary_forward(float *y, const float *a, const float *b, const struct bcast *p,
-                           enum binop op)
+static void
+binary_forward(float *y, const float *a, const float *b, const struct bcast *p, enum binop op)
 {
     int64_t n_tasks = p->n_rows * p->n_chunks;
     int64_t n_total = p->n_rows * p->row_len;
@@ -223,8 +240,12 @@ struct gsrc {
 };
 
 /* g[0..n) = the gradient terms of output elements [o, o + n) of row r. */
-static void grad_terms(float *restrict g, const struct gsrc *s, const struct bcast *p, int64_t r,
-                       int64_t i0, int64_t n)
+static void grad_terms(float *restrict g,
+                       const struct gsrc *s,
+                       const struct bcast *p,
+                       int64_t r,
+                       int64_t i0,
+                       int64_t n)
 {
     int64_t o = r * p->row_len + i0;
     const float *dy = s->dy + o;
@@ -296,8 +317,8 @@ static void grad_sum_rows(double *acc, const struct gsrc *s, const struct bcast 
  * Operand constant along each row (a channel bias or a scalar): sum each
  * chunk in parallel, then add the chunk sums to their elements in order.
  */
-static void grad_sum_within_rows(double *acc, double *part, const struct gsrc *s,
-                                 const struct bcast *p)
+static void
+grad_sum_within_rows(double *acc, double *part, const struct gsrc *s, const struct bcast *p)
 {
     int64_t n_tasks = p->n_rows * p->n_chunks;
 
@@ -318,8 +339,8 @@ static void grad_sum_within_rows(double *acc, double *part, const struct gsrc *s
 }
 
 /* ADD dL/d(operand s->k) into dx, reducing over its broadcast dimensions. */
-static enum tg_status binary_grad(struct tg_op_ctx *ctx, float *dx, int64_t n_x,
-                                  const struct gsrc *s, const struct bcast *p)
+static enum tg_status binary_grad(
+        struct tg_op_ctx *ctx, float *dx, int64_t n_x, const struct gsrc *s, const struct bcast *p)
 {
     if (n_x == p->n_rows * p->row_len) {
         grad_direct(dx, s, p);
@@ -344,10 +365,14 @@ static enum tg_status binary_grad(struct tg_op_ctx *ctx, float *dx, int64_t n_x,
 
 /* ---- Op table entries ------------------------------------------------------ */
 
-static enum tg_status binary_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                        struct tg_tensor *const *in, int n_in);
-static enum tg_status binary_backward_cb(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                         struct tg_tensor *const *in, int n_in);
+static enum tg_status binary_forward_cb(struct tg_op_ctx *ctx,
+                                        struct tg_tensor *out,
+                                        struct tg_tensor *const *in,
+                                        int n_in);
+static enum tg_status binary_backward_cb(struct tg_op_ctx *ctx,
+                                         const struct tg_tensor *out,
+                                         struct tg_tensor *const *in,
+                                         int n_in);
 
 static const struct tg_op_def add_op = {"tg_add", 0, binary_shape, binary_forward_cb,
                                         binary_backward_cb};
@@ -369,8 +394,10 @@ static enum binop binop_of(const struct tg_op_def *op)
     return OP_DIV;
 }
 
-static enum tg_status binary_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                        struct tg_tensor *const *in, int n_in)
+static enum tg_status binary_forward_cb(struct tg_op_ctx *ctx,
+                                        struct tg_tensor *out,
+                                        struct tg_tensor *const *in,
+                                        int n_in)
 {
     struct bcast p;
     (void)n_in;
@@ -382,14 +409,14 @@ static enum tg_status binary_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor 
 }
 
 /* The gradient source of operand k of op. */
-static struct gsrc gsrc_of(enum binop op, int k, const struct tg_tensor *out,
-                           struct tg_tensor *const *in)
+static struct gsrc
+gsrc_of(enum binop op, int k, const struct tg_tensor *out, struct tg_tensor *const *in)
 {
     static const enum gkind kinds[4][2] = {
-        [OP_ADD] = {G_ONE, G_ONE},
-        [OP_SUB] = {G_ONE, G_NEG},
-        [OP_MUL] = {G_MUL, G_MUL},
-        [OP_DIV] = {G_DIV, G_DIV_B},
+            [OP_ADD] = {G_ONE, G_ONE},
+            [OP_SUB] = {G_ONE, G_NEG},
+            [OP_MUL] = {G_MUL, G_MUL},
+            [OP_DIV] = {G_DIV, G_DIV_B},
     };
     struct gsrc s = {kinds[op][k], out->grad, out->data, NULL, 1 - k, k};
     if (op == OP_DIV)
@@ -399,8 +426,10 @@ static struct gsrc gsrc_of(enum binop op, int k, const struct tg_tensor *out,
     return s;
 }
 
-static enum tg_status binary_backward_cb(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                         struct tg_tensor *const *in, int n_in)
+static enum tg_status binary_backward_cb(struct tg_op_ctx *ctx,
+                                         const struct tg_tensor *out,
+                                         struct tg_tensor *const *in,
+                                         int n_in)
 {
     struct bcast p;
     enum binop op = binop_of(ctx->op);
@@ -544,10 +573,12 @@ struct const_params {
     float c; // scale factor, added constant or exponent
 };
 
-static enum tg_status unary_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in);
-static enum tg_status unary_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                     struct tg_tensor *const *in, int n_in);
+static enum tg_status
+unary_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in);
+static enum tg_status unary_backward(struct tg_op_ctx *ctx,
+                                     const struct tg_tensor *out,
+                                     struct tg_tensor *const *in,
+                                     int n_in);
 
 static const struct tg_op_def scale_op = {"tg_scale", sizeof(struct const_params),
                                           tg_shape_same_as_first, unary_forward, unary_backward};
@@ -572,8 +603,8 @@ static float const_of(const struct tg_op_ctx *ctx)
     return p ? p->c : 0.0f;
 }
 
-static enum tg_status unary_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in)
+static enum tg_status
+unary_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     const struct tg_op_def *op = ctx->op;
     const float *x = in[0]->data;
@@ -594,8 +625,10 @@ static enum tg_status unary_forward(struct tg_op_ctx *ctx, struct tg_tensor *out
     return TG_OK;
 }
 
-static enum tg_status unary_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                     struct tg_tensor *const *in, int n_in)
+static enum tg_status unary_backward(struct tg_op_ctx *ctx,
+                                     const struct tg_tensor *out,
+                                     struct tg_tensor *const *in,
+                                     int n_in)
 {
     const struct tg_op_def *op = ctx->op;
     struct tg_tensor *x = in[0];
@@ -620,8 +653,8 @@ static enum tg_status unary_backward(struct tg_op_ctx *ctx, const struct tg_tens
 
 /* ---- Public entry points --------------------------------------------------- */
 
-static struct tg_tensor *binary_apply(const struct tg_op_def *op, struct tg_tensor *a,
-                                      struct tg_tensor *b)
+static struct tg_tensor *
+binary_apply(const struct tg_op_def *op, struct tg_tensor *a, struct tg_tensor *b)
 {
     struct tg_tensor *in[2] = {a, b};
     return tg_op_apply(op, 2, in, NULL);

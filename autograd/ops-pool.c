@@ -274,16 +274,28 @@ static enum tg_status pool_shape(
                             "%s: kernel larger than the padded input (got input %s, pad %dx%d, "
                             "kernel %dx%d)",
                             name, SHAPE(x, xs), p->pad_h, p->pad_w, p->kernel_h, p->kernel_w);
-    if (x->shape[2] * x->shape[3] > INT32_MAX)
-        return tg_error_set(TG_ERR_UNSUPPORTED,
-                            "%s: input plane too large (got %s, expected H * W <= %d)", name,
-                            SHAPE(x, xs), INT32_MAX);
     struct pool_geom g = geom_of(x, p);
     *n_dims = 4;
     shape[0] = x->shape[0];
     shape[1] = x->shape[1];
     shape[2] = g.ho;
     shape[3] = g.wo;
+    return TG_OK;
+}
+
+/* As pool_shape(); the saved winner indices are int32, which bounds a plane. */
+static enum tg_status max_pool_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
+{
+    const struct tg_tensor *x = in[0];
+    char xs[TG_SHAPE_STR];
+    enum tg_status st = pool_shape(ctx, in, n_in, n_dims, shape);
+    if (st != TG_OK)
+        return st;
+    if (x->shape[2] * x->shape[3] > INT32_MAX)
+        return tg_error_set(TG_ERR_UNSUPPORTED,
+                            "tg_max_pool2d: input plane too large (got %s, expected H * W <= %d)",
+                            SHAPE(x, xs), INT32_MAX);
     return TG_OK;
 }
 
@@ -347,7 +359,7 @@ static enum tg_status avg_pool_op_backward(struct tg_op_ctx *ctx,
 }
 
 static const struct tg_op_def max_pool2d_op = {"tg_max_pool2d", sizeof(struct tg_pool2d_params),
-                                               pool_shape, max_pool_op_forward,
+                                               max_pool_shape, max_pool_op_forward,
                                                max_pool_op_backward};
 static const struct tg_op_def avg_pool2d_op = {"tg_avg_pool2d", sizeof(struct tg_pool2d_params),
                                                pool_shape, avg_pool_op_forward,

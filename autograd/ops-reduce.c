@@ -32,8 +32,8 @@ struct axis_params {
  * Check that axis names a dimension of x and normalise it. A 0-d tensor
  * accepts axis 0 or -1, as in PyTorch, and behaves like one of shape (1).
  */
-static enum tg_status axis_check(const struct tg_op_ctx *ctx, const struct tg_tensor *x, int axis,
-                                 int *norm)
+static enum tg_status
+axis_check(const struct tg_op_ctx *ctx, const struct tg_tensor *x, int axis, int *norm)
 {
     int rank = x->n_dims > 0 ? x->n_dims : 1;
     *norm = tg_axis_norm(axis, rank);
@@ -45,8 +45,8 @@ static enum tg_status axis_check(const struct tg_op_ctx *ctx, const struct tg_te
 }
 
 /* View x as (outer, len, inner) around axis (already normalised). */
-static void axis_split(const struct tg_tensor *x, int axis, int64_t *outer, int64_t *len,
-                       int64_t *inner)
+static void
+axis_split(const struct tg_tensor *x, int axis, int64_t *outer, int64_t *len, int64_t *inner)
 {
     *outer = 1;
     *inner = 1;
@@ -64,8 +64,8 @@ static const struct axis_params *axis_params_of(const struct tg_op_ctx *ctx)
 
 /* ---- Shape checks ---------------------------------------------------------- */
 
-static enum tg_status full_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                 int *n_dims, int64_t *shape)
+static enum tg_status full_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     (void)ctx;
     (void)in;
@@ -75,8 +75,8 @@ static enum tg_status full_shape(struct tg_op_ctx *ctx, struct tg_tensor *const 
     return TG_OK;
 }
 
-static enum tg_status axis_reduce_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in,
-                                        int n_in, int *n_dims, int64_t *shape)
+static enum tg_status axis_reduce_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     const struct tg_tensor *x = in[0];
     const struct axis_params *p = axis_params_of(ctx);
@@ -98,8 +98,8 @@ static enum tg_status axis_reduce_shape(struct tg_op_ctx *ctx, struct tg_tensor 
     return TG_OK;
 }
 
-static enum tg_status softmax_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                    int *n_dims, int64_t *shape)
+static enum tg_status softmax_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     int axis;
     enum tg_status st = axis_check(ctx, in[0], axis_params_of(ctx)->axis, &axis);
@@ -147,8 +147,13 @@ static void fill_add_backward(float *dx, float g, int64_t n)
  * y[o, i] = sum_l x[o, l, i] / div, for x (outer, len, inner). With inner > 1
  * each task adds whole rows of one inner chunk into acc (double, n_out).
  */
-static void sum_axis_forward(float *y, const float *x, int64_t outer, int64_t len, int64_t inner,
-                             double div, double *acc)
+static void sum_axis_forward(float *y,
+                             const float *x,
+                             int64_t outer,
+                             int64_t len,
+                             int64_t inner,
+                             double div,
+                             double *acc)
 {
     if (inner == 1) {
         TG_PARALLEL_FOR(outer * len)
@@ -176,8 +181,8 @@ static void sum_axis_forward(float *y, const float *x, int64_t outer, int64_t le
 }
 
 /* dx[o, l, i] += dy[o, i] * scale. */
-static void sum_axis_backward(float *dx, const float *dy, int64_t outer, int64_t len,
-                              int64_t inner, float scale)
+static void sum_axis_backward(
+        float *dx, const float *dy, int64_t outer, int64_t len, int64_t inner, float scale)
 {
     TG_PARALLEL_FOR(outer * len * inner)
     for (int64_t r = 0; r < outer * len; r++) {
@@ -190,8 +195,9 @@ static void sum_axis_backward(float *dx, const float *dy, int64_t outer, int64_t
 
 /*
  * Softmax or log-softmax of one lane: n values step apart. exp and the sum
- * run in double on x - max, so nothing overflows and the result is rounded
- * to float once (softmax: twice).
+ * run in double on x - max, so nothing overflows. Log-softmax is rounded to
+ * float once; softmax keeps each exp in y as a float until the sum is known,
+ * so it is rounded twice (within one ulp) for one exp per element.
  */
 static void softmax_lane(float *y, const float *x, int64_t n, int64_t step, bool log_out)
 {
@@ -200,22 +206,27 @@ static void softmax_lane(float *y, const float *x, int64_t n, int64_t step, bool
         if (x[l * step] > m)
             m = x[l * step];
     double s = 0.0;
-    for (int64_t l = 0; l < n; l++)
-        s += exp((double)x[l * step] - (double)m);
 
     if (log_out) {
+        for (int64_t l = 0; l < n; l++)
+            s += exp((double)x[l * step] - (double)m);
         double shift = (double)m + log(s);
         for (int64_t l = 0; l < n; l++)
             y[l * step] = (float)((double)x[l * step] - shift);
-    } else {
-        for (int64_t l = 0; l < n; l++)
-            y[l * step] = (float)(exp((double)x[l * step] - (double)m) / s);
+        return;
     }
+    for (int64_t l = 0; l < n; l++) {
+        double e = exp((double)x[l * step] - (double)m);
+        y[l * step] = (float)e;
+        s += e;
+    }
+    for (int64_t l = 0; l < n; l++)
+        y[l * step] = (float)((double)y[l * step] / s);
 }
 
 /* y = softmax or log-softmax of x (outer, len, inner) along len; a task per lane. */
-static void softmax_forward(float *y, const float *x, int64_t outer, int64_t len, int64_t inner,
-                            bool log_out)
+static void
+softmax_forward(float *y, const float *x, int64_t outer, int64_t len, int64_t inner, bool log_out)
 {
     TG_PARALLEL_FOR(outer * len * inner)
     for (int64_t t = 0; t < outer * inner; t++) {
@@ -229,8 +240,8 @@ static void softmax_forward(float *y, const float *x, int64_t outer, int64_t len
  * softmax:     dx = y (g - sum(g y));
  * log-softmax: dx = g - exp(y) sum(g), exp(y) being the softmax.
  */
-static void softmax_lane_backward(float *dx, const float *dy, const float *y, int64_t n,
-                                  int64_t step, bool log_out)
+static void softmax_lane_backward(
+        float *dx, const float *dy, const float *y, int64_t n, int64_t step, bool log_out)
 {
     double s = 0.0;
     for (int64_t l = 0; l < n; l++)
@@ -246,8 +257,13 @@ static void softmax_lane_backward(float *dx, const float *dy, const float *y, in
     }
 }
 
-static void softmax_backward(float *dx, const float *dy, const float *y, int64_t outer,
-                             int64_t len, int64_t inner, bool log_out)
+static void softmax_backward(float *dx,
+                             const float *dy,
+                             const float *y,
+                             int64_t outer,
+                             int64_t len,
+                             int64_t inner,
+                             bool log_out)
 {
     TG_PARALLEL_FOR(outer * len * inner)
     for (int64_t t = 0; t < outer * inner; t++) {
@@ -258,18 +274,26 @@ static void softmax_backward(float *dx, const float *dy, const float *y, int64_t
 
 /* ---- Op table entries ------------------------------------------------------ */
 
-static enum tg_status full_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in);
-static enum tg_status full_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in);
-static enum tg_status axis_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in);
-static enum tg_status axis_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in);
-static enum tg_status softmax_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                         struct tg_tensor *const *in, int n_in);
-static enum tg_status softmax_backward_cb(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                          struct tg_tensor *const *in, int n_in);
+static enum tg_status
+full_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in);
+static enum tg_status full_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in);
+static enum tg_status
+axis_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in);
+static enum tg_status axis_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in);
+static enum tg_status softmax_forward_cb(struct tg_op_ctx *ctx,
+                                         struct tg_tensor *out,
+                                         struct tg_tensor *const *in,
+                                         int n_in);
+static enum tg_status softmax_backward_cb(struct tg_op_ctx *ctx,
+                                          const struct tg_tensor *out,
+                                          struct tg_tensor *const *in,
+                                          int n_in);
 
 static const struct tg_op_def sum_op = {"tg_sum", 0, full_shape, full_forward, full_backward};
 static const struct tg_op_def mean_op = {"tg_mean", 0, full_shape, full_forward, full_backward};
@@ -277,15 +301,14 @@ static const struct tg_op_def sum_axis_op = {"tg_sum_axis", sizeof(struct axis_p
                                              axis_reduce_shape, axis_forward, axis_backward};
 static const struct tg_op_def mean_axis_op = {"tg_mean_axis", sizeof(struct axis_params),
                                               axis_reduce_shape, axis_forward, axis_backward};
-static const struct tg_op_def softmax_op = {"tg_softmax", sizeof(struct axis_params),
-                                            softmax_shape, softmax_forward_cb,
-                                            softmax_backward_cb};
+static const struct tg_op_def softmax_op = {"tg_softmax", sizeof(struct axis_params), softmax_shape,
+                                            softmax_forward_cb, softmax_backward_cb};
 static const struct tg_op_def log_softmax_op = {"tg_log_softmax", sizeof(struct axis_params),
                                                 softmax_shape, softmax_forward_cb,
                                                 softmax_backward_cb};
 
-static enum tg_status full_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status
+full_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     const struct tg_tensor *x = in[0];
     int64_t n_blocks = (x->n_elems + SUM_BLOCK - 1) / SUM_BLOCK;
@@ -299,8 +322,10 @@ static enum tg_status full_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status full_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in)
+static enum tg_status full_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in)
 {
     struct tg_tensor *x = in[0];
     float g = out->grad[0];
@@ -313,8 +338,8 @@ static enum tg_status full_backward(struct tg_op_ctx *ctx, const struct tg_tenso
     return TG_OK;
 }
 
-static enum tg_status axis_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status
+axis_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     const struct tg_tensor *x = in[0];
     int axis = tg_axis_norm(axis_params_of(ctx)->axis, x->n_dims > 0 ? x->n_dims : 1);
@@ -335,8 +360,10 @@ static enum tg_status axis_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status axis_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in)
+static enum tg_status axis_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in)
 {
     struct tg_tensor *x = in[0];
     int axis = tg_axis_norm(axis_params_of(ctx)->axis, x->n_dims > 0 ? x->n_dims : 1);
@@ -350,8 +377,10 @@ static enum tg_status axis_backward(struct tg_op_ctx *ctx, const struct tg_tenso
     return TG_OK;
 }
 
-static enum tg_status softmax_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                         struct tg_tensor *const *in, int n_in)
+static enum tg_status softmax_forward_cb(struct tg_op_ctx *ctx,
+                                         struct tg_tensor *out,
+                                         struct tg_tensor *const *in,
+                                         int n_in)
 {
     const struct tg_tensor *x = in[0];
     int axis = tg_axis_norm(axis_params_of(ctx)->axis, x->n_dims > 0 ? x->n_dims : 1);
@@ -362,8 +391,10 @@ static enum tg_status softmax_forward_cb(struct tg_op_ctx *ctx, struct tg_tensor
     return TG_OK;
 }
 
-static enum tg_status softmax_backward_cb(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                          struct tg_tensor *const *in, int n_in)
+static enum tg_status softmax_backward_cb(struct tg_op_ctx *ctx,
+                                          const struct tg_tensor *out,
+                                          struct tg_tensor *const *in,
+                                          int n_in)
 {
     struct tg_tensor *x = in[0];
     int axis = tg_axis_norm(axis_params_of(ctx)->axis, x->n_dims > 0 ? x->n_dims : 1);
@@ -372,8 +403,7 @@ static enum tg_status softmax_backward_cb(struct tg_op_ctx *ctx, const struct tg
     if (x->grad == NULL)
         return TG_OK;
     axis_split(x, axis, &outer, &len, &inner);
-    softmax_backward(x->grad, out->grad, out->data, outer, len, inner,
-                     ctx->op == &log_softmax_op);
+    softmax_backward(x->grad, out->grad, out->data, outer, len, inner, ctx->op == &log_softmax_op);
     return TG_OK;
 }
 

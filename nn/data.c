@@ -68,8 +68,7 @@ static enum tg_status gz_failure(const struct idx_src *src)
     if (errnum == Z_ERRNO)
         return tg_error_set(TG_ERR_IO, "%s: %s: read failed (%s)", src->func, src->path,
                             strerror(errno));
-    return tg_error_set(TG_ERR_FORMAT, "%s: %s: corrupt gzip data (%s)", src->func, src->path,
-                        msg);
+    return tg_error_set(TG_ERR_FORMAT, "%s: %s: corrupt gzip data (%s)", src->func, src->path, msg);
 }
 
 /* Whether the gzip stream of src ended before its end-of-stream marker. */
@@ -129,8 +128,8 @@ static uint32_t load_be32(const uint8_t *p)
  * Read and check the header of an IDX file of unsigned bytes with n_dims
  * dimensions; dims receives the sizes, each >= 1.
  */
-static enum tg_status read_header(const struct idx_src *src, const char *kind, int n_dims,
-                                  uint32_t *dims)
+static enum tg_status
+read_header(const struct idx_src *src, const char *kind, int n_dims, uint32_t *dims)
 {
     uint8_t head[4 + 4 * IDX_IMAGES_DIMS];
     size_t n_head = 4 + 4 * (size_t)n_dims;
@@ -172,8 +171,8 @@ static enum tg_status read_header(const struct idx_src *src, const char *kind, i
  * claiming more than the file holds cannot make us allocate more than twice
  * what is actually present.
  */
-static enum tg_status read_payload(const struct idx_src *src, const char *what, size_t n,
-                                   uint8_t **out)
+static enum tg_status
+read_payload(const struct idx_src *src, const char *what, size_t n, uint8_t **out)
 {
     size_t cap = n < FIRST_CHUNK ? n : FIRST_CHUNK;
     uint8_t *buf = tg_xmalloc(cap);
@@ -228,8 +227,7 @@ static enum tg_status idx_open(struct idx_src *src, const char *func, const char
     src->gz = gzopen(path, "rb");
     if (src->gz == NULL) {
         if (errno == 0)
-            return tg_error_set(TG_ERR_NOMEM, "%s: %s: out of memory opening the file", func,
-                                path);
+            return tg_error_set(TG_ERR_NOMEM, "%s: %s: out of memory opening the file", func, path);
         return tg_error_set(TG_ERR_IO, "%s: %s: cannot open (%s)", func, path, strerror(errno));
     }
     gzbuffer(src->gz, 1u << 16);
@@ -237,8 +235,8 @@ static enum tg_status idx_open(struct idx_src *src, const char *func, const char
 }
 
 /* Read an images file: *pixels receives n * h * w bytes. */
-static enum tg_status read_images(const char *func, const char *path, uint8_t **pixels,
-                                  uint32_t *dims)
+static enum tg_status
+read_images(const char *func, const char *path, uint8_t **pixels, uint32_t *dims)
 {
     struct idx_src src;
     enum tg_status st = idx_open(&src, func, path);
@@ -266,8 +264,7 @@ close_file:
 }
 
 /* Read a labels file: *labels receives n bytes. */
-static enum tg_status read_labels(const char *func, const char *path, uint8_t **labels,
-                                  uint32_t *n)
+static enum tg_status read_labels(const char *func, const char *path, uint8_t **labels, uint32_t *n)
 {
     struct idx_src src;
     enum tg_status st = idx_open(&src, func, path);
@@ -298,8 +295,8 @@ static enum tg_status check_opts(const char *func, const struct tg_dataset_opts 
     return TG_OK;
 }
 
-static enum tg_status check_labels(const char *func, const char *path, const uint8_t *labels,
-                                   uint32_t n, int n_classes)
+static enum tg_status
+check_labels(const char *func, const char *path, const uint8_t *labels, uint32_t n, int n_classes)
 {
     for (uint32_t i = 0; i < n; i++) {
         if (labels[i] >= n_classes)
@@ -328,19 +325,24 @@ static void pixel_stats(const uint8_t *pixels, size_t n, double *mean, double *s
     *mean /= 255.0;
 }
 
-/* Turn pixel bytes into floats as opts asks; records the values used in ds. */
-static enum tg_status convert_pixels(const char *func, struct tg_dataset *ds,
-                                     const uint8_t *pixels, size_t n,
+/*
+ * Turn pixel bytes into floats as opts asks, through a 256-entry table whose
+ * values are correctly rounded (x / 255 as a float division, as torchvision
+ * does); records the normalisation in ds.
+ */
+static enum tg_status convert_pixels(const char *func,
+                                     struct tg_dataset *ds,
+                                     const uint8_t *pixels,
+                                     size_t n,
                                      const struct tg_dataset_opts *o)
 {
-    float scale = o->norm == TG_DATASET_NORM_RAW ? 1.0f : 1.0f / 255.0f;
-    float shift = 0.0f;
+    float table[256];
     ds->norm = o->norm;
     ds->mean = 0.0f;
     ds->std = 1.0f;
     if (o->norm == TG_DATASET_NORM_STANDARD) {
-        double mean = o->mean;
-        double std = o->std;
+        double mean = (double)o->mean;
+        double std = (double)o->std;
         if (o->compute_stats)
             pixel_stats(pixels, n, &mean, &std);
         if (!(std > 0.0))
@@ -350,12 +352,12 @@ static enum tg_status convert_pixels(const char *func, struct tg_dataset *ds,
                                 func);
         ds->mean = (float)mean;
         ds->std = (float)std;
-        scale = (float)(1.0 / (255.0 * std)); // (x / 255 - mean) / std = x * scale + shift
-        shift = (float)(-mean / std);
+        for (int v = 0; v < 256; v++)
+            table[v] = (float)((v / 255.0 - mean) / std);
+    } else {
+        for (int v = 0; v < 256; v++)
+            table[v] = o->norm == TG_DATASET_NORM_RAW ? (float)v : (float)v / 255.0f;
     }
-    float table[256];
-    for (int v = 0; v < 256; v++)
-        table[v] = (float)v * scale + shift;
     for (size_t i = 0; i < n; i++)
         ds->images[i] = table[pixels[i]];
     return TG_OK;
@@ -378,8 +380,10 @@ static struct tg_dataset *dataset_alloc(int64_t n_items, int64_t height, int64_t
     return ds;
 }
 
-static struct tg_dataset *load_idx(const char *func, const char *images_path,
-                                   const char *labels_path, const struct tg_dataset_opts *opts)
+static struct tg_dataset *load_idx(const char *func,
+                                   const char *images_path,
+                                   const char *labels_path,
+                                   const struct tg_dataset_opts *opts)
 {
     static const struct tg_dataset_opts defaults = {0};
     const struct tg_dataset_opts *o = opts != NULL ? opts : &defaults;
@@ -394,12 +398,13 @@ static struct tg_dataset *load_idx(const char *func, const char *images_path,
     uint32_t dims[IDX_IMAGES_DIMS];
     uint32_t n_labels;
     if (read_images(func, images_path, &pixels, dims) != TG_OK)
-        return NULL;
+        goto free_bytes;
     if (read_labels(func, labels_path, &labels, &n_labels) != TG_OK)
         goto free_bytes;
     if (n_labels != dims[0]) {
-        tg_error_set(TG_ERR_FORMAT, "%s: %s holds %" PRIu32 " images but %s holds %" PRIu32
-                     " labels", func, images_path, dims[0], labels_path, n_labels);
+        tg_error_set(TG_ERR_FORMAT,
+                     "%s: %s holds %" PRIu32 " images but %s holds %" PRIu32 " labels", func,
+                     images_path, dims[0], labels_path, n_labels);
         goto free_bytes;
     }
     if (check_labels(func, labels_path, labels, n_labels, n_classes) != TG_OK)
@@ -426,7 +431,8 @@ free_bytes:
     return ds;
 }
 
-struct tg_dataset *tg_dataset_load_idx(const char *images_path, const char *labels_path,
+struct tg_dataset *tg_dataset_load_idx(const char *images_path,
+                                       const char *labels_path,
                                        const struct tg_dataset_opts *opts)
 {
     if (images_path == NULL || labels_path == NULL) {
@@ -451,8 +457,8 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
-struct tg_dataset *tg_dataset_load_fashion_mnist(const char *dir, bool train,
-                                                 const struct tg_dataset_opts *opts)
+struct tg_dataset *
+tg_dataset_load_fashion_mnist(const char *dir, bool train, const struct tg_dataset_opts *opts)
 {
     if (dir == NULL)
         dir = TG_FASHION_MNIST_DEFAULT_DIR;
@@ -601,8 +607,8 @@ static bool batch_shape_ok(const struct tg_batch_iter *it, const struct tg_tenso
 {
     const struct tg_dataset *ds = it->ds;
     int64_t rows = images->shape[0];
-    bool rows_ok = rows == it->opts.batch_size || (images == it->shortened && rows >= 1 &&
-                                                   rows < it->opts.batch_size);
+    bool rows_ok = rows == it->opts.batch_size ||
+                   (images == it->shortened && rows >= 1 && rows < it->opts.batch_size);
     if (images->n_dims == 4)
         return rows_ok && images->shape[1] == 1 && images->shape[2] == ds->height &&
                images->shape[3] == ds->width;
@@ -615,7 +621,9 @@ int64_t tg_batch_iter_next(struct tg_batch_iter *it, struct tg_tensor *images, i
 {
     if (it == NULL || images == NULL || labels == NULL) {
         tg_error_set(TG_ERR_INVALID, "tg_batch_iter_next: %s is NULL",
-                     it == NULL ? "iterator" : images == NULL ? "images" : "labels");
+                     it == NULL       ? "iterator"
+                     : images == NULL ? "images"
+                                      : "labels");
         return -1;
     }
     const struct tg_dataset *ds = it->ds;
@@ -623,16 +631,20 @@ int64_t tg_batch_iter_next(struct tg_batch_iter *it, struct tg_tensor *images, i
     if (!batch_shape_ok(it, images)) {
         char got[96];
         tg_error_set(TG_ERR_SHAPE,
-                     "tg_batch_iter_next: images is %s, expected %" PRId64 "x1x%" PRId64
-                     "x%" PRId64 " or %" PRId64 "x%" PRId64,
+                     "tg_batch_iter_next: images is %s, expected %" PRId64 "x1x%" PRId64 "x%" PRId64
+                     " or %" PRId64 "x%" PRId64,
                      tg_tensor_shape_str(images, got, sizeof(got)), bs, ds->height, ds->width, bs,
                      ds->height * ds->width);
         return -1;
     }
 
-    /* End of the epoch: move to the next one. */
+    /* End of the epoch: give images its full size back, move to the next epoch. */
     int64_t left = ds->n_items - it->pos;
+    size_t plane = (size_t)(ds->height * ds->width);
     if (left == 0 || (it->opts.drop_last && left < bs)) {
+        images->shape[0] = bs;
+        images->n_elems = bs * (int64_t)plane;
+        it->shortened = NULL;
         it->epoch++;
         start_epoch(it);
         return 0;
@@ -640,7 +652,6 @@ int64_t tg_batch_iter_next(struct tg_batch_iter *it, struct tg_tensor *images, i
 
     /* Copy the items, then fit the tensor's first dimension to them. */
     int64_t n = left < bs ? left : bs;
-    size_t plane = (size_t)(ds->height * ds->width);
     for (int64_t i = 0; i < n; i++) {
         int64_t src = it->order[it->pos + i];
         memcpy(images->data + (size_t)i * plane, ds->images + (size_t)src * plane,

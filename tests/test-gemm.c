@@ -46,7 +46,9 @@ struct problem {
     float *a;
     float *b;
     float *c;
-    float *c0; // C before the product
+    float *c0;   // C before the product
+    double *sum; // reference op(A) op(B), m x n
+    double *mag; // sum over p of |op(A)(i, p) op(B)(p, j)|
 };
 
 static float *alloc_floats(int64_t n)
@@ -62,6 +64,34 @@ static void fill_matrix(float *x, int64_t rows, int64_t cols, int64_t ld, uint64
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t j = 0; j < ld; j++)
             x[i * ld + j] = j < cols ? tu_rand_uniform(rng, -1.0f, 1.0f) : NAN;
+    }
+}
+
+static double elem_a(const struct problem *pb, int64_t i, int64_t p)
+{
+    return pb->trans_a ? pb->a[p * pb->lda + i] : pb->a[i * pb->lda + p];
+}
+
+static double elem_b(const struct problem *pb, int64_t p, int64_t j)
+{
+    return pb->trans_b ? pb->b[j * pb->ldb + p] : pb->b[p * pb->ldb + j];
+}
+
+/* Double-precision op(A) op(B) and its magnitude, once per problem. */
+static void problem_reference(struct problem *pb)
+{
+    for (int64_t i = 0; i < pb->m; i++) {
+        for (int64_t j = 0; j < pb->n; j++) {
+            double sum = 0.0;
+            double mag = 0.0;
+            for (int64_t p = 0; p < pb->k; p++) {
+                double t = elem_a(pb, i, p) * elem_b(pb, p, j);
+                sum += t;
+                mag += fabs(t);
+            }
+            pb->sum[i * pb->n + j] = sum;
+            pb->mag[i * pb->n + j] = mag;
+        }
     }
 }
 
@@ -81,6 +111,9 @@ problem_init(struct problem *pb, bool trans_a, bool trans_b, const int64_t shape
     pb->b = alloc_floats(b_rows * pb->ldb);
     pb->c = alloc_floats(m * pb->ldc);
     pb->c0 = alloc_floats(m * pb->ldc);
+    pb->sum = malloc(sizeof(double) * (size_t)(m * n + 1));
+    pb->mag = malloc(sizeof(double) * (size_t)(m * n + 1));
+    ck_assert(pb->sum && pb->mag);
 
     uint64_t rng = seed;
     fill_matrix(pb->a, a_rows, trans_a ? m : k, pb->lda, &rng);
@@ -90,6 +123,7 @@ problem_init(struct problem *pb, bool trans_a, bool trans_b, const int64_t shape
         for (int64_t j = n; j < pb->ldc; j++)
             pb->c0[i * pb->ldc + j] = C_SENTINEL;
     }
+    problem_reference(pb);
 }
 
 static void problem_free(struct problem *pb)
@@ -98,6 +132,8 @@ static void problem_free(struct problem *pb)
     free(pb->b);
     free(pb->c);
     free(pb->c0);
+    free(pb->sum);
+    free(pb->mag);
 }
 
 /* Run tg_sgemm on a fresh copy of C0 (NaN in C's live part when beta == 0). */
@@ -114,16 +150,6 @@ static enum tg_status problem_run(struct problem *pb, float alpha, float beta)
                     pb->ldb, beta, pb->c, pb->ldc);
 }
 
-static double elem_a(const struct problem *pb, int64_t i, int64_t p)
-{
-    return pb->trans_a ? pb->a[p * pb->lda + i] : pb->a[i * pb->lda + p];
-}
-
-static double elem_b(const struct problem *pb, int64_t p, int64_t j)
-{
-    return pb->trans_b ? pb->b[j * pb->ldb + p] : pb->b[p * pb->ldb + j];
-}
-
 /*
  * Compare C with a double-precision product. Tolerance per element: (k + 4)
  * float roundings of sum |alpha a b| + |beta c|, a bound on the error of any
@@ -134,16 +160,10 @@ static void problem_check(const struct problem *pb, float alpha, float beta)
     const double u = 1.2e-7;
     for (int64_t i = 0; i < pb->m; i++) {
         for (int64_t j = 0; j < pb->n; j++) {
-            double sum = 0.0;
-            double mag = 0.0;
-            for (int64_t p = 0; p < pb->k; p++) {
-                double t = elem_a(pb, i, p) * elem_b(pb, p, j);
-                sum += t;
-                mag += fabs(t);
-            }
             double c0 = pb->c0[i * pb->ldc + j];
-            double want = alpha * sum + (beta == 0.0f ? 0.0 : beta * c0);
-            double scale = fabs(alpha) * mag + (beta == 0.0f ? 0.0 : fabs(beta * c0));
+            double want = alpha * pb->sum[i * pb->n + j] + (beta == 0.0f ? 0.0 : beta * c0);
+            double scale =
+                    fabs(alpha) * pb->mag[i * pb->n + j] + (beta == 0.0f ? 0.0 : fabs(beta * c0));
             double got = pb->c[i * pb->ldc + j];
             ck_assert_msg(fabs(got - want) <= u * (double)(pb->k + 4) * scale,
                           "C(%lld, %lld) = %.9g, want %.9g (m=%lld n=%lld k=%lld ta=%d tb=%d "

@@ -29,8 +29,8 @@ struct sq_params {
 };
 
 /* y = x^2, element-wise. */
-static enum tg_status sq_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                               int *n_dims, int64_t *shape)
+static enum tg_status
+sq_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     (void)ctx;
     (void)n_in;
@@ -39,8 +39,8 @@ static enum tg_status sq_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *i
     return TG_OK;
 }
 
-static enum tg_status sq_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                 struct tg_tensor *const *in, int n_in)
+static enum tg_status
+sq_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -49,8 +49,10 @@ static enum tg_status sq_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status sq_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                  struct tg_tensor *const *in, int n_in)
+static enum tg_status sq_backward(struct tg_op_ctx *ctx,
+                                  const struct tg_tensor *out,
+                                  struct tg_tensor *const *in,
+                                  int n_in)
 {
     const struct sq_params *p = tg_op_ctx_params(ctx);
     struct tg_tensor *x = in[0];
@@ -75,8 +77,8 @@ static const struct tg_op_def sq_op = {"test_sq", sizeof(struct sq_params), sq_s
                                        sq_backward};
 
 /* y = a * b, element-wise, same shapes. */
-static enum tg_status mul_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                  struct tg_tensor *const *in, int n_in)
+static enum tg_status
+mul_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -85,8 +87,10 @@ static enum tg_status mul_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status mul_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status mul_backward(struct tg_op_ctx *ctx,
+                                   const struct tg_tensor *out,
+                                   struct tg_tensor *const *in,
+                                   int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -102,8 +106,8 @@ static enum tg_status mul_backward(struct tg_op_ctx *ctx, const struct tg_tensor
 static const struct tg_op_def mul_op = {"test_mul", 0, sq_shape, mul_forward, mul_backward};
 
 /* y = a + b, element-wise, same shapes. */
-static enum tg_status add_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                  struct tg_tensor *const *in, int n_in)
+static enum tg_status
+add_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -112,8 +116,10 @@ static enum tg_status add_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
     return TG_OK;
 }
 
-static enum tg_status add_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status add_backward(struct tg_op_ctx *ctx,
+                                   const struct tg_tensor *out,
+                                   struct tg_tensor *const *in,
+                                   int n_in)
 {
     (void)ctx;
     for (int k = 0; k < n_in; k++)
@@ -125,8 +131,10 @@ static enum tg_status add_backward(struct tg_op_ctx *ctx, const struct tg_tensor
 static const struct tg_op_def add_op = {"test_add", 0, sq_shape, add_forward, add_backward};
 
 /* y = x, with a backward that always fails. */
-static enum tg_status failing_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                       struct tg_tensor *const *in, int n_in)
+static enum tg_status failing_backward(struct tg_op_ctx *ctx,
+                                       const struct tg_tensor *out,
+                                       struct tg_tensor *const *in,
+                                       int n_in)
 {
     (void)ctx;
     (void)out;
@@ -135,8 +143,8 @@ static enum tg_status failing_backward(struct tg_op_ctx *ctx, const struct tg_te
     return tg_error_set(TG_ERR_UNSUPPORTED, "test_badback: no gradient today");
 }
 
-static enum tg_status copy_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
-                                   struct tg_tensor *const *in, int n_in)
+static enum tg_status
+copy_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -145,8 +153,8 @@ static enum tg_status copy_forward(struct tg_op_ctx *ctx, struct tg_tensor *out,
 }
 
 /* y = the first n - 1 elements of x, flattened. */
-static enum tg_status head_shape(struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in,
-                                 int *n_dims, int64_t *shape)
+static enum tg_status head_shape(
+        struct tg_op_ctx *ctx, struct tg_tensor *const *in, int n_in, int *n_dims, int64_t *shape)
 {
     (void)ctx;
     (void)n_in;
@@ -155,8 +163,10 @@ static enum tg_status head_shape(struct tg_op_ctx *ctx, struct tg_tensor *const 
     return TG_OK;
 }
 
-static enum tg_status head_backward(struct tg_op_ctx *ctx, const struct tg_tensor *out,
-                                    struct tg_tensor *const *in, int n_in)
+static enum tg_status head_backward(struct tg_op_ctx *ctx,
+                                    const struct tg_tensor *out,
+                                    struct tg_tensor *const *in,
+                                    int n_in)
 {
     (void)ctx;
     (void)n_in;
@@ -284,7 +294,9 @@ static struct tg_tensor *input(int64_t rows, int64_t cols, uint64_t seed)
     return x;
 }
 
-static struct tg_gradcheck_result run_check(tg_gradcheck_fn fn, void *user, int n,
+static struct tg_gradcheck_result run_check(tg_gradcheck_fn fn,
+                                            void *user,
+                                            int n,
                                             struct tg_tensor *const *in,
                                             const struct tg_gradcheck_opts *opts)
 {
@@ -556,8 +568,12 @@ END_TEST
 /* ---- Errors --------------------------------------------------------------- */
 
 /* The call fails with st, names tg_gradcheck and leaves result untouched. */
-static void assert_refused(enum tg_status want, tg_gradcheck_fn fn, void *user, int n,
-                           struct tg_tensor *const *in, const struct tg_gradcheck_opts *o)
+static void assert_refused(enum tg_status want,
+                           tg_gradcheck_fn fn,
+                           void *user,
+                           int n,
+                           struct tg_tensor *const *in,
+                           const struct tg_gradcheck_opts *o)
 {
     struct tg_gradcheck_result r;
     memset(&r, 0x5a, sizeof(r));
@@ -672,6 +688,8 @@ START_TEST(test_gradcheck_survives_allocation_failures)
             tg_alloc_fail_at(0);
             ck_assert_msg(st == TG_OK || st == TG_ERR_NOMEM, "n %d: %s", (int)n, tg_status_str(st));
             ck_assert(st != TG_OK || r.passed);
+            ck_assert_msg(st == TG_OK || strstr(tg_last_error(), "tg_gradcheck") != NULL, "%s",
+                          tg_last_error());
             n_failed += st != TG_OK;
             ck_assert_mem_eq(x->data, want, sizeof(want));
         }

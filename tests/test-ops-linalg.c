@@ -229,6 +229,36 @@ START_TEST(test_matmul_backward_accumulates_and_skips)
 }
 END_TEST
 
+/* Once a tape has run one step, forward and backward of the same shapes allocate nothing. */
+START_TEST(test_matmul_warm_step_allocates_nothing)
+{
+    uint64_t rng = 31;
+    struct tg_tensor *a = operand(0, 64, 200, false, &rng);
+    struct tg_tensor *b = operand(0, 200, 96, true, &rng);
+    ck_assert_int_eq(tg_tensor_set_requires_grad(a, true), TG_OK);
+    ck_assert_int_eq(tg_tensor_set_requires_grad(b, true), TG_OK);
+    struct tg_tape *tape = tg_tape_new();
+    ck_assert_int_eq(tg_tape_begin(tape), TG_OK);
+    uint64_t before = 0;
+    for (int step = 0; step < 3; step++) {
+        if (step == 2)
+            before = tg_alloc_count();
+        tg_tape_reset(tape);
+        struct tg_tensor *y = tg_matmul(a, b, false, true);
+        ck_assert_ptr_nonnull(y);
+        struct tg_tensor *seed = tg_tape_tensor_new(tape, 2, y->shape);
+        ck_assert_ptr_nonnull(seed);
+        tg_tensor_fill(seed, 0.5f);
+        ck_assert_int_eq(tg_tape_backward(tape, y, seed, 0), TG_OK);
+    }
+    ck_assert_uint_eq(tg_alloc_count(), before);
+    tg_tape_end(tape);
+    tg_tape_free(tape);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+}
+END_TEST
+
 /* ---- tg_matmul without a tape, and failures --------------------------------- */
 
 START_TEST(test_matmul_without_tape_returns_heap_tensor)
@@ -413,6 +443,7 @@ static Suite *linalg_suite(void)
     tcase_add_loop_test(tm, test_matmul_gradcheck, 0, 4);
     tcase_add_loop_test(tm, test_matmul_same_tensor_both_sides, 0, 4);
     tcase_add_test(tm, test_matmul_backward_accumulates_and_skips);
+    tcase_add_test(tm, test_matmul_warm_step_allocates_nothing);
     tcase_add_test(tm, test_matmul_without_tape_returns_heap_tensor);
     tcase_add_test(tm, test_matmul_rejects_bad_shapes);
     tcase_add_test(tm, test_matmul_null_input_keeps_first_error);

@@ -5,6 +5,7 @@
  * and every error path.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -22,8 +23,8 @@ static int64_t out_size(int64_t h, int k, int s, int p)
  * Max over each window (padding as -inf, first strict maximum wins) and the
  * winner's flat input index; idx may be NULL.
  */
-static void naive_max_pool(float *y, int64_t *idx, const struct tg_tensor *x,
-                           const struct tg_pool2d_params *p)
+static void
+naive_max_pool(float *y, int64_t *idx, const struct tg_tensor *x, const struct tg_pool2d_params *p)
 {
     int64_t nc = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
     int64_t ho = out_size(h, p->kernel_h, p->stride_h, p->pad_h);
@@ -77,7 +78,9 @@ static void naive_avg_pool(float *y, const struct tg_tensor *x, const struct tg_
 }
 
 /* dx of sum(y * seed) for avg-pool: each seed value spread over its window. */
-static void naive_avg_pool_grad(float *dx, const float *seed, const struct tg_tensor *x,
+static void naive_avg_pool_grad(float *dx,
+                                const float *seed,
+                                const struct tg_tensor *x,
                                 const struct tg_pool2d_params *p)
 {
     int64_t nc = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
@@ -120,8 +123,11 @@ static struct tg_tensor *tensor4(int64_t n, int64_t c, int64_t h, int64_t w, con
  */
 static void run_backward(struct tg_tensor *(*op)(struct tg_tensor *,
                                                  const struct tg_pool2d_params *),
-                         struct tg_tensor *x, const struct tg_pool2d_params *p, const float *seed,
-                         float *y, float *dx)
+                         struct tg_tensor *x,
+                         const struct tg_pool2d_params *p,
+                         const float *seed,
+                         float *y,
+                         float *dx)
 {
     ck_assert_int_eq(tg_tensor_set_requires_grad(x, true), TG_OK);
     tg_tensor_zero_grad(x);
@@ -460,13 +466,15 @@ END_TEST
 /* ---- Errors ------------------------------------------------------------------------ */
 
 /* Call both ops with p on x; each must fail with status and a message naming it. */
-static void assert_both_refuse(struct tg_tensor *x, const struct tg_pool2d_params *p,
-                               enum tg_status status, const char *fragment)
+static void assert_both_refuse(struct tg_tensor *x,
+                               const struct tg_pool2d_params *p,
+                               enum tg_status status,
+                               const char *fragment)
 {
     float *before = malloc((size_t)x->n_elems * sizeof(float) + 1);
     memcpy(before, x->data, (size_t)x->n_elems * sizeof(float));
-    struct tg_tensor *(*ops[2])(struct tg_tensor *, const struct tg_pool2d_params *) = {
-            tg_max_pool2d, tg_avg_pool2d};
+    struct tg_tensor *(*ops[2])(struct tg_tensor *,
+                                const struct tg_pool2d_params *) = {tg_max_pool2d, tg_avg_pool2d};
     const char *names[2] = {"tg_max_pool2d: ", "tg_avg_pool2d: "};
     for (int k = 0; k < 2; k++) {
         tg_clear_error();
@@ -505,6 +513,18 @@ START_TEST(test_pool2d_rejects_bad_shapes)
     struct tg_tensor *empty = tu_tensor(1, 1, 0, 4, (int64_t)-1);
     assert_both_refuse(empty, &P2D(1, 1, 0, true), TG_ERR_SHAPE, "empty input plane");
     tg_tensor_free(empty);
+
+    /*
+     * A plane of more than INT32_MAX elements cannot index its winners. The
+     * shape check refuses it before any data is read, so a tensor header
+     * without storage stands in for the 16 GiB input.
+     */
+    struct tg_tensor huge = {.n_dims = 4, .shape = {1, 1, 65536, 65536, 1, 1}};
+    huge.n_elems = (int64_t)65536 * 65536;
+    tg_clear_error();
+    ck_assert_ptr_null(tg_max_pool2d(&huge, &P2D(2, 2, 0, true)));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "tg_max_pool2d: input plane too large"));
 
     /* An empty batch is fine: an empty output. */
     struct tg_tensor *nobatch = tu_tensor(0, 3, 4, 4, (int64_t)-1);

@@ -357,6 +357,17 @@ static void assert_close(const struct refcase *rc,
     }
 }
 
+/* "3x4", or "scalar" for 0 dimensions, as tg_tensor_shape_str() writes it. */
+static const char *refcase_shape_str(const struct refcase_tensor *t, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", t->n_dims == 0 ? "scalar" : "");
+    for (int d = 0; d < t->n_dims; d++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, size - used, "%s%lld", d > 0 ? "x" : "", (long long)t->shape[d]);
+    }
+    return buf;
+}
+
 static void assert_shape(const struct refcase *rc,
                          const char *what,
                          const struct tg_tensor *got,
@@ -366,10 +377,11 @@ static void assert_shape(const struct refcase *rc,
     for (int d = 0; same && d < want->n_dims; d++)
         same = got->shape[d] == want->shape[d];
     if (!same) {
-        char buf[64];
-        ck_abort_msg("line %d %s: %s has shape %s, want %d dims starting %lld", rc->line, rc->op,
-                     what, tg_tensor_shape_str(got, buf, sizeof(buf)), want->n_dims,
-                     (long long)(want->n_dims > 0 ? want->shape[0] : 0));
+        char got_str[64];
+        char want_str[64];
+        ck_abort_msg("line %d %s: %s has shape %s, want %s", rc->line, rc->op, what,
+                     tg_tensor_shape_str(got, got_str, sizeof(got_str)),
+                     refcase_shape_str(want, want_str, sizeof(want_str)));
     }
 }
 

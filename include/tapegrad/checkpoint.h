@@ -30,11 +30,11 @@ struct tg_checkpoint_meta {
 /** One tensor entry of a checkpoint file, as its header describes it. */
 struct tg_checkpoint_entry {
     const char *name;
-    const char *dtype;           /**< "F32", or another safetensors dtype name */
-    int n_dims;                  /**< 0 to TG_MAX_DIMS */
-    int64_t shape[TG_MAX_DIMS];  /**< sizes; entries past n_dims are 1 */
-    uint64_t begin;              /**< first byte in the data buffer */
-    uint64_t end;                /**< one past the last byte */
+    const char *dtype;          /**< "F32", or another safetensors dtype name */
+    int n_dims;                 /**< 0 to TG_MAX_DIMS */
+    int64_t shape[TG_MAX_DIMS]; /**< sizes; entries past n_dims are 1 */
+    uint64_t begin;             /**< first byte in the data buffer */
+    uint64_t end;               /**< one past the last byte */
 };
 
 /** Options of tg_checkpoint_load() and tg_checkpoint_read(). */
@@ -66,8 +66,11 @@ struct tg_checkpoint;
  *         repeated names or keys; TG_ERR_IO when the file cannot be written,
  *         synced or renamed; TG_ERR_NOMEM.
  */
-TG_API enum tg_status tg_checkpoint_save(const char *path, int n, const char *const *names,
-                                         const struct tg_tensor *const *tensors, int n_meta,
+TG_API enum tg_status tg_checkpoint_save(const char *path,
+                                         int n,
+                                         const char *const *names,
+                                         const struct tg_tensor *const *tensors,
+                                         int n_meta,
                                          const struct tg_checkpoint_meta *meta);
 
 /**
@@ -79,7 +82,9 @@ TG_API enum tg_status tg_checkpoint_save(const char *path, int n, const char *co
  * @return the statuses of tg_checkpoint_open() and tg_checkpoint_read(). On
  *         failure every tensor is unchanged.
  */
-TG_API enum tg_status tg_checkpoint_load(const char *path, int n, const char *const *names,
+TG_API enum tg_status tg_checkpoint_load(const char *path,
+                                         int n,
+                                         const char *const *names,
                                          struct tg_tensor *const *tensors,
                                          const struct tg_checkpoint_load_opts *opts);
 
@@ -119,7 +124,7 @@ TG_API int tg_checkpoint_n_entries(const struct tg_checkpoint *ck);
  *         index out of range.
  */
 TG_API const struct tg_checkpoint_entry *tg_checkpoint_entry_at(const struct tg_checkpoint *ck,
-                                                                 int i);
+                                                                int i);
 
 /**
  * Find a tensor entry by name.
@@ -168,7 +173,9 @@ TG_API const char *tg_checkpoint_meta_get(const struct tg_checkpoint *ck, const 
  *         TG_ERR_IO when the data cannot be read (for example the file was
  *         truncated after it was opened); TG_ERR_NOMEM.
  */
-TG_API enum tg_status tg_checkpoint_read(struct tg_checkpoint *ck, int n, const char *const *names,
+TG_API enum tg_status tg_checkpoint_read(struct tg_checkpoint *ck,
+                                         int n,
+                                         const char *const *names,
                                          struct tg_tensor *const *tensors,
                                          const struct tg_checkpoint_load_opts *opts);
 

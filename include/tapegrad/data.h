@@ -78,11 +78,14 @@ struct tg_dataset {
  * @param labels_path the labels file.
  * @param opts pixel normalisation and class count; NULL for the defaults.
  * @return the dataset, released with tg_dataset_free(); NULL with
- *         TG_ERR_INVALID for NULL paths or bad options, TG_ERR_IO when a file
- *         cannot be opened or read, TG_ERR_FORMAT for malformed contents (the
- *         message names the file and what was wrong), TG_ERR_NOMEM.
+ *         TG_ERR_INVALID for NULL paths, bad options, or compute_stats on
+ *         images whose pixels are all equal; TG_ERR_IO when a file cannot be
+ *         opened or read; TG_ERR_FORMAT for malformed contents, corrupt gzip
+ *         data included (the message names the file and what was wrong);
+ *         TG_ERR_NOMEM. Nothing is allocated on failure.
  */
-TG_API struct tg_dataset *tg_dataset_load_idx(const char *images_path, const char *labels_path,
+TG_API struct tg_dataset *tg_dataset_load_idx(const char *images_path,
+                                              const char *labels_path,
                                               const struct tg_dataset_opts *opts);
 
 /**
@@ -96,8 +99,8 @@ TG_API struct tg_dataset *tg_dataset_load_idx(const char *images_path, const cha
  * @param opts as for tg_dataset_load_idx(); NULL for the defaults.
  * @return as tg_dataset_load_idx().
  */
-TG_API struct tg_dataset *tg_dataset_load_fashion_mnist(const char *dir, bool train,
-                                                        const struct tg_dataset_opts *opts);
+TG_API struct tg_dataset *
+tg_dataset_load_fashion_mnist(const char *dir, bool train, const struct tg_dataset_opts *opts);
 
 /**
  * Copy the items [first, first + n) of a dataset into a new one, for quick
@@ -170,10 +173,10 @@ TG_API void tg_batch_iter_free(struct tg_batch_iter *it);
  * images is a caller-owned tensor made as (batch_size, 1, H, W), or
  * (batch_size, H * W) for a model that takes flat vectors. For a last batch
  * of n < batch_size items (when drop_last is off) the call fills n rows and
- * sets images->shape[0] to n (n_elems follows); the next full batch sets it
- * back to batch_size. Only a tensor of batch_size rows, or the one this
- * iterator itself shortened, is accepted, so the storage is always large
- * enough.
+ * sets images->shape[0] to n (n_elems follows); the call that ends the
+ * epoch sets it back to batch_size. Only a tensor of batch_size rows, or the
+ * one this iterator itself shortened, is accepted, so the storage is always
+ * large enough.
  *
  * When the epoch has no batch left the call returns 0 and moves to the next
  * epoch, drawing its order.
@@ -185,7 +188,8 @@ TG_API void tg_batch_iter_free(struct tg_batch_iter *it);
  *         epoch; -1 with TG_ERR_INVALID for NULL arguments or TG_ERR_SHAPE
  *         for an images tensor of another shape (nothing is written then).
  */
-TG_API int64_t tg_batch_iter_next(struct tg_batch_iter *it, struct tg_tensor *images,
+TG_API int64_t tg_batch_iter_next(struct tg_batch_iter *it,
+                                  struct tg_tensor *images,
                                   int32_t *labels);
 
 /**

@@ -22,13 +22,14 @@ extern "C" {
  * - C is stored m x n with ldc >= n.
  *
  * With beta == 0, C is written without being read, so it may hold NaN or
- * uninitialised values. With k == 0, C becomes beta * C; with m == 0 or
- * n == 0 nothing is touched. A and B must not overlap C.
+ * uninitialised values. With k == 0 or alpha == 0, C becomes beta * C and A
+ * and B are not read; with m == 0 or n == 0 nothing is touched. A and B must
+ * not overlap C.
  *
  * For a given thread count (tg_set_num_threads()) the result is bit-identical
  * from run to run: each element of C is computed by one thread, summing over k
  * in a fixed order. With the built-in kernels it does not depend on the thread
- * count either. Built with the meson option blas set, large products go to
+ * count either. Built with the meson option blas set, products go to
  * cblas_sgemm() and these guarantees are the BLAS library's.
  *
  * @param trans_a use A^T: A is stored k x m.

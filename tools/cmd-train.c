@@ -1,0 +1,649 @@
+/*
+ * `tapegrad train`: train a model on Fashion-MNIST with progress, per-epoch
+ * evaluation, metrics, checkpoints that resume exactly, and Ctrl-C saving.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "models.h"
+
+#define CMD "tapegrad train"
+
+struct train_opts {
+    const char *model;
+    long epochs;
+    long batch;
+    double lr;
+    const char *optimizer;
+    long seed;
+    long threads;
+    const char *data;
+    const char *save;
+    const char *resume;
+    const char *init;
+    bool shuffle;
+    double grad_clip;
+    const char *metrics;
+    bool grad_stats;
+    double grad_low, grad_high;
+    bool quiet;
+    long limit;
+};
+
+static const char usage[] =
+        "usage: tapegrad train [options]\n"
+        "Train a model on Fashion-MNIST (defaults: the TensorFlow layers-tutorial CNN, Adam).\n"
+        "  --model mlp|cnn|cnn-bn  model to train (cnn)\n"
+        "  --epochs N              epochs to run (12)\n"
+        "  --batch N               mini-batch size (64)\n"
+        "  --lr X                  learning rate (1e-3 for adam/adamw, 0.05 for sgd)\n"
+        "  --optimizer sgd|adam|adamw  optimiser (adam); sgd uses momentum 0.9\n"
+        "  --seed N                seed of initialisation, shuffling and dropout (1)\n"
+        "  --threads N             threads of the kernels (all cores)\n"
+        "  --data DIR              directory of the four IDX files (" TG_FASHION_MNIST_DEFAULT_DIR
+        ")\n"
+        "  --save FILE             write a checkpoint after each epoch and on Ctrl-C\n"
+        "  --resume FILE           continue the run saved in FILE\n"
+        "  --init FILE             start from a checkpoint's weights\n"
+        "  --no-shuffle            visit the training set in file order\n"
+        "  --grad-clip X           clip gradients to global L2 norm X\n"
+        "  --metrics FILE          write one CSV line per epoch\n"
+        "  --grad-stats            print per-parameter gradient norms each epoch\n"
+        "  --grad-low X, --grad-high X  warn when the global norm leaves [X, X] (1e-6, 1e3)\n"
+        "  --limit N               use only the first N training images\n"
+        "  --quiet                 print only the final line\n";
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- Command line ----------------------------------------------------------- */
+
+static bool parse_double(const char *opt, const char *text, double lo, double hi, double *v)
+{
+    char *end;
+    double x = strtod(text, &end);
+    if (end == text || *end != '\0' || !(x >= lo && x <= hi)) {
+        cli_usage_error(CMD, "%s: '%s' is not a number in [%g, %g]", opt, text, lo, hi);
+        return false;
+    }
+    *v = x;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, struct train_opts *o)
+{
+    *o = (struct train_opts){"cnn", 12, 64, -1, "adam", 1, 0, NULL, NULL, NULL, NULL, true, 0,
+                             NULL, false, 1e-6, 1e3, false, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        bool flag = strcmp(a, "--no-shuffle") == 0 || strcmp(a, "--grad-stats") == 0 ||
+                    strcmp(a, "--quiet") == 0;
+        if (flag) {
+            if (strcmp(a, "--no-shuffle") == 0)
+                o->shuffle = false;
+            else if (strcmp(a, "--grad-stats") == 0)
+                o->grad_stats = true;
+            else
+                o->quiet = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return cli_usage_error(CMD, "unexpected argument '%s'", a);
+        if (i + 1 >= argc)
+            return cli_usage_error(CMD, "%s needs a value", a);
+        const char *v = argv[++i];
+        bool ok = true;
+        if (strcmp(a, "--model") == 0) {
+            if (!model_is_known(v))
+                return cli_usage_error(CMD, "--model: '%s' is not one of %s", v, MODEL_NAMES);
+            o->model = v;
+        } else if (strcmp(a, "--epochs") == 0) {
+            ok = cli_parse_int(CMD, a, v, 1, 100000, &o->epochs);
+        } else if (strcmp(a, "--batch") == 0) {
+            ok = cli_parse_int(CMD, a, v, 1, 65536, &o->batch);
+        } else if (strcmp(a, "--lr") == 0) {
+            ok = parse_double(a, v, 1e-12, 100, &o->lr);
+        } else if (strcmp(a, "--optimizer") == 0) {
+            if (strcmp(v, "sgd") != 0 && strcmp(v, "adam") != 0 && strcmp(v, "adamw") != 0)
+                return cli_usage_error(CMD, "--optimizer: '%s' is not one of sgd|adam|adamw", v);
+            o->optimizer = v;
+        } else if (strcmp(a, "--seed") == 0) {
+            ok = cli_parse_int(CMD, a, v, 0, 2147483647L, &o->seed);
+        } else if (strcmp(a, "--threads") == 0) {
+            ok = cli_parse_int(CMD, a, v, 1, 1024, &o->threads);
+        } else if (strcmp(a, "--data") == 0) {
+            if (access(v, R_OK) != 0)
+                return cli_usage_error(CMD, "--data: cannot read directory '%s'", v);
+            o->data = v;
+        } else if (strcmp(a, "--save") == 0) {
+            o->save = v;
+        } else if (strcmp(a, "--resume") == 0) {
+            o->resume = v;
+        } else if (strcmp(a, "--init") == 0) {
+            o->init = v;
+        } else if (strcmp(a, "--grad-clip") == 0) {
+            ok = parse_double(a, v, 1e-12, 1e12, &o->grad_clip);
+        } else if (strcmp(a, "--metrics") == 0) {
+            o->metrics = v;
+        } else if (strcmp(a, "--grad-low") == 0) {
+            ok = parse_double(a, v, 0, 1e30, &o->grad_low);
+        } else if (strcmp(a, "--grad-high") == 0) {
+            ok = parse_double(a, v, 0, 1e30, &o->grad_high);
+        } else if (strcmp(a, "--limit") == 0) {
+            ok = cli_parse_int(CMD, a, v, 1, 100000000L, &o->limit);
+        } else {
+            return cli_usage_error(CMD, "unknown option '%s'", a);
+        }
+        if (!ok)
+            return CLI_EXIT_USAGE;
+    }
+    if (o->resume && o->init)
+        return cli_usage_error(CMD, "--resume and --init exclude each other");
+    if (o->lr < 0)
+        o->lr = strcmp(o->optimizer, "sgd") == 0 ? 0.05 : 1e-3;
+    return 0;
+}
+
+/* ---- Run state --------------------------------------------------------------- */
+
+struct run {
+    struct train_opts o;
+    struct tg_rng rng;
+    struct tg_nn_module *model;
+    struct tg_param *tensors; // parameters and buffers, checkpoint order
+    size_t n_tensors;
+    struct tg_tensor **params; // the optimised ones
+    size_t n_params;
+    const char **param_names;
+    struct tg_optim *opt;
+    struct tg_dataset *train, *test;
+    struct tg_batch_iter *it;
+    struct tg_tape *tape;
+    struct tg_tensor *x;
+    int32_t *labels;
+    int64_t epoch; // epochs completed
+    int64_t batch; // batches completed in the current epoch
+    double *grad_sq; // per parameter, sum over the epoch's steps of norm^2
+    FILE *metrics;
+};
+
+static enum tg_status make_optimizer(struct run *r)
+{
+    if (strcmp(r->o.optimizer, "sgd") == 0) {
+        struct tg_sgd_opts so = TG_SGD_OPTS_INIT;
+        so.lr = r->o.lr;
+        so.momentum = 0.9;
+        r->opt = tg_optim_new_sgd(r->params, r->n_params, &so);
+    } else {
+        struct tg_adam_opts ao = TG_ADAM_OPTS_INIT;
+        if (strcmp(r->o.optimizer, "adamw") == 0)
+            ao = (struct tg_adam_opts)TG_ADAMW_OPTS_INIT;
+        ao.lr = r->o.lr;
+        r->opt = strcmp(r->o.optimizer, "adam") == 0
+                         ? tg_optim_new_adam(r->params, r->n_params, &ao)
+                         : tg_optim_new_adamw(r->params, r->n_params, &ao);
+    }
+    return r->opt ? TG_OK : tg_last_status();
+}
+
+static enum tg_status setup_model(struct run *r)
+{
+    tg_rng_seed(&r->rng, (uint64_t)r->o.seed);
+    r->model = model_build(r->o.model, &r->rng);
+    if (r->model == NULL)
+        return tg_last_status();
+    enum tg_status st = model_tensors(r->model, &r->tensors, &r->n_tensors);
+    if (st != TG_OK)
+        return st;
+    r->params = calloc(r->n_tensors, sizeof(*r->params));
+    r->param_names = calloc(r->n_tensors, sizeof(*r->param_names));
+    r->grad_sq = calloc(r->n_tensors, sizeof(*r->grad_sq));
+    if (r->params == NULL || r->param_names == NULL || r->grad_sq == NULL)
+        return tg_error_set(TG_ERR_NOMEM, "train: out of memory");
+    for (size_t i = 0; i < r->n_tensors; i++)
+        if (!r->tensors[i].is_buffer) {
+            r->param_names[r->n_params] = r->tensors[i].name;
+            r->params[r->n_params++] = r->tensors[i].tensor;
+        }
+    return make_optimizer(r);
+}
+
+static enum tg_status setup_data(struct run *r)
+{
+    r->train = tg_dataset_load_fashion_mnist(r->o.data, true, NULL);
+    if (r->train == NULL)
+        return tg_last_status();
+    if (r->o.limit > 0 && r->o.limit < r->train->n_items) {
+        struct tg_dataset *sub = tg_dataset_subset(r->train, 0, r->o.limit);
+        tg_dataset_free(r->train);
+        r->train = sub;
+        if (sub == NULL)
+            return tg_last_status();
+    }
+    r->test = tg_dataset_load_fashion_mnist(r->o.data, false, NULL);
+    if (r->test == NULL)
+        return tg_last_status();
+    struct tg_batch_opts bo = {r->o.batch, r->o.shuffle, (uint64_t)r->o.seed, false};
+    r->it = tg_batch_iter_new(r->train, &bo);
+    r->x = tg_tensor_new(4, (int64_t[]){r->o.batch, 1, r->train->height, r->train->width});
+    r->labels = malloc((size_t)r->o.batch * sizeof(*r->labels));
+    r->tape = tg_tape_new();
+    if (r->it == NULL || r->x == NULL || r->tape == NULL)
+        return tg_last_status();
+    if (r->labels == NULL)
+        return tg_error_set(TG_ERR_NOMEM, "train: out of memory");
+    return TG_OK;
+}
+
+static void run_free(struct run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    tg_tape_free(r->tape);
+    tg_tensor_free(r->x);
+    free(r->labels);
+    tg_batch_iter_free(r->it);
+    tg_dataset_free(r->train);
+    tg_dataset_free(r->test);
+    tg_optim_free(r->opt);
+    free(r->params);
+    free(r->param_names);
+    free(r->grad_sq);
+    free(r->tensors);
+    tg_nn_free(r->model);
+}
+
+/* ---- Checkpoints ------------------------------------------------------------- */
+
+#define OPT_PREFIX "optimizer."
+
+/*
+ * A checkpoint holds the model's state_dict (PyTorch names), the optimiser's
+ * state under "optimizer.state.<i>.<name>", and in the metadata the run's
+ * position (epoch, batch), the optimiser's step, the RNG state and settings.
+ */
+static enum tg_status save_checkpoint(struct run *r, const char *path)
+{
+    size_t n_state = tg_optim_n_state(r->opt);
+    size_t n = r->n_tensors + n_state;
+    const char **names = calloc(n, sizeof(*names));
+    const struct tg_tensor **tensors = calloc(n, sizeof(*tensors));
+    const char **state_names = calloc(n_state + 1, sizeof(*state_names));
+    struct tg_tensor **state = calloc(n_state + 1, sizeof(*state));
+    char **owned = calloc(n_state + 1, sizeof(*owned));
+    enum tg_status st = TG_ERR_NOMEM;
+    if (!names || !tensors || !state_names || !state || !owned) {
+        tg_error_set(st, "train: out of memory saving a checkpoint");
+        goto out;
+    }
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        names[i] = r->tensors[i].name;
+        tensors[i] = r->tensors[i].tensor;
+    }
+    st = tg_optim_state_list(r->opt, n_state, state_names, state);
+    if (st != TG_OK)
+        goto out;
+    for (size_t i = 0; i < n_state; i++) {
+        size_t len = strlen(OPT_PREFIX) + strlen(state_names[i]) + 1;
+        owned[i] = malloc(len);
+        if (owned[i] == NULL) {
+            st = tg_error_set(TG_ERR_NOMEM, "train: out of memory saving a checkpoint");
+            goto out;
+        }
+        snprintf(owned[i], len, "%s%s", OPT_PREFIX, state_names[i]);
+        names[r->n_tensors + i] = owned[i];
+        tensors[r->n_tensors + i] = state[i];
+    }
+
+    uint64_t words[TG_RNG_STATE_WORDS];
+    tg_rng_get_state(&r->rng, words);
+    char rng_hex[TG_RNG_STATE_WORDS * 17 + 1] = "";
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
+        snprintf(rng_hex + strlen(rng_hex), sizeof(rng_hex) - strlen(rng_hex), "%s%016llx",
+                 i ? ":" : "", (unsigned long long)words[i]);
+    char epoch[32], batch[32], step[32], seed[32], lr[32];
+    snprintf(epoch, sizeof(epoch), "%lld", (long long)r->epoch);
+    snprintf(batch, sizeof(batch), "%lld", (long long)r->batch);
+    snprintf(step, sizeof(step), "%lld", (long long)tg_optim_get_step(r->opt));
+    snprintf(seed, sizeof(seed), "%ld", r->o.seed);
+    snprintf(lr, sizeof(lr), "%.17g", r->o.lr);
+    struct tg_checkpoint_meta meta[] = {
+            {"format", "tapegrad-train-1"}, {"model", r->o.model},
+            {"optimizer", r->o.optimizer},  {"optimizer_step", step},
+            {"epoch", epoch},               {"batch", batch},
+            {"seed", seed},                 {"lr", lr},
+            {"rng", rng_hex},
+    };
+    st = tg_checkpoint_save(path, (int)n, names, tensors, (int)(sizeof(meta) / sizeof(meta[0])),
+                            meta);
+out:
+    if (owned)
+        for (size_t i = 0; i < n_state; i++)
+            free(owned[i]);
+    free(owned);
+    free(state);
+    free(state_names);
+    free(tensors);
+    free(names);
+    return st;
+}
+
+static bool parse_i64(const char *s, int64_t *v)
+{
+    char *end;
+    if (s == NULL)
+        return false;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || x < 0)
+        return false;
+    *v = x;
+    return true;
+}
+
+/* Load the model's tensors; with resume also the optimiser, RNG and position. */
+static enum tg_status load_checkpoint(struct run *r, const char *path, bool resume)
+{
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    if (ck == NULL)
+        return tg_last_status();
+    enum tg_status st = TG_OK;
+    const char *model = tg_checkpoint_meta_get(ck, "model");
+    if (model != NULL && strcmp(model, r->o.model) != 0) {
+        st = tg_error_set(TG_ERR_FORMAT, "%s: holds a '%s' model, --model is '%s'", path, model,
+                          r->o.model);
+        goto out;
+    }
+    const char **names = calloc(r->n_tensors, sizeof(*names));
+    struct tg_tensor **tensors = calloc(r->n_tensors, sizeof(*tensors));
+    if (names == NULL || tensors == NULL) {
+        free(names);
+        free(tensors);
+        st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        names[i] = r->tensors[i].name;
+        tensors[i] = r->tensors[i].tensor;
+    }
+    struct tg_checkpoint_load_opts lo = {true};
+    st = tg_checkpoint_read(ck, (int)r->n_tensors, names, tensors, &lo);
+    free(names);
+    free(tensors);
+    if (st != TG_OK || !resume)
+        goto out;
+
+    /* The optimiser's state, the RNG and the position in the run. */
+    const char *opt_name = tg_checkpoint_meta_get(ck, "optimizer");
+    if (opt_name == NULL || strcmp(opt_name, r->o.optimizer) != 0) {
+        st = tg_error_set(TG_ERR_FORMAT, "%s: saved with optimizer '%s', --optimizer is '%s'",
+                          path, opt_name ? opt_name : "?", r->o.optimizer);
+        goto out;
+    }
+    int64_t step, epoch, batch;
+    if (!parse_i64(tg_checkpoint_meta_get(ck, "optimizer_step"), &step) ||
+        !parse_i64(tg_checkpoint_meta_get(ck, "epoch"), &epoch) ||
+        !parse_i64(tg_checkpoint_meta_get(ck, "batch"), &batch)) {
+        st = tg_error_set(TG_ERR_FORMAT, "%s: metadata lacks the run's position", path);
+        goto out;
+    }
+    uint64_t words[TG_RNG_STATE_WORDS];
+    const char *hex = tg_checkpoint_meta_get(ck, "rng");
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++) {
+        char *end;
+        if (hex == NULL) {
+            st = tg_error_set(TG_ERR_FORMAT, "%s: metadata lacks the RNG state", path);
+            goto out;
+        }
+        words[i] = strtoull(hex, &end, 16);
+        hex = *end == ':' ? end + 1 : (*end == '\0' ? NULL : end);
+    }
+    size_t n_state = tg_optim_n_state(r->opt);
+    const char **sn = calloc(n_state + 1, sizeof(*sn));
+    struct tg_tensor **sv = calloc(n_state + 1, sizeof(*sv));
+    struct tg_tensor **tmp = calloc(n_state + 1, sizeof(*tmp));
+    char **full = calloc(n_state + 1, sizeof(*full));
+    if (!sn || !sv || !tmp || !full) {
+        st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
+    } else {
+        st = tg_optim_state_list(r->opt, n_state, sn, sv);
+        for (size_t i = 0; i < n_state && st == TG_OK; i++) {
+            size_t len = strlen(OPT_PREFIX) + strlen(sn[i]) + 1;
+            full[i] = malloc(len);
+            tmp[i] = tg_tensor_new(sv[i]->n_dims, sv[i]->shape);
+            if (full[i] == NULL || tmp[i] == NULL)
+                st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
+            else
+                snprintf(full[i], len, "%s%s", OPT_PREFIX, sn[i]);
+        }
+        if (st == TG_OK && n_state > 0)
+            st = tg_checkpoint_read(ck, (int)n_state, (const char *const *)full, tmp, &lo);
+        if (st == TG_OK)
+            st = tg_optim_load_state(r->opt, step, n_state, sn,
+                                     (const struct tg_tensor *const *)tmp);
+        if (st == TG_OK)
+            st = tg_rng_set_state(&r->rng, words);
+        if (st == TG_OK) {
+            r->epoch = epoch;
+            r->batch = batch;
+        }
+    }
+    for (size_t i = 0; full && tmp && i < n_state; i++) {
+        free(full[i]);
+        tg_tensor_free(tmp[i]);
+    }
+    free(full);
+    free(tmp);
+    free(sv);
+    free(sn);
+out:
+    tg_checkpoint_close(ck);
+    return st;
+}
+
+/* ---- Training ------------------------------------------------------------------ */
+
+static void progress(const struct run *r, int64_t done, int64_t total, double loss, double rate,
+                     double eta)
+{
+    int width = 30;
+    int fill = total > 0 ? (int)(width * done / total) : width;
+    fprintf(stderr, "\repoch %lld/%ld [", (long long)r->epoch + 1, r->o.epochs);
+    for (int i = 0; i < width; i++)
+        fputc(i < fill ? '=' : (i == fill ? '>' : ' '), stderr);
+    fprintf(stderr, "] %lld/%lld loss %.4f %.0f samples/s ETA %d:%02d ", (long long)done,
+            (long long)total, loss, rate, (int)eta / 60, (int)eta % 60);
+    fflush(stderr);
+}
+
+static void grad_stats_accumulate(struct run *r)
+{
+    for (size_t i = 0; i < r->n_params; i++) {
+        double g = tg_grad_norm(r->params[i]);
+        r->grad_sq[i] += g * g;
+    }
+}
+
+static void grad_stats_report(struct run *r, int64_t steps)
+{
+    double total = 0;
+    printf("  gradient norms (RMS over %lld steps):\n", (long long)steps);
+    for (size_t i = 0; i < r->n_params; i++) {
+        double rms = steps > 0 ? sqrt(r->grad_sq[i] / (double)steps) : 0;
+        total += rms * rms;
+        printf("    %-16s %.4e\n", r->param_names[i], rms);
+        r->grad_sq[i] = 0;
+    }
+    total = sqrt(total);
+    printf("    %-16s %.4e\n", "global", total);
+    if (total > r->o.grad_high)
+        printf("  warning: global gradient norm %.3e is above %.3e (exploding gradients?)\n",
+               total, r->o.grad_high);
+    if (total < r->o.grad_low)
+        printf("  warning: global gradient norm %.3e is below %.3e (vanishing gradients?)\n",
+               total, r->o.grad_low);
+}
+
+/* One training step on the batch in r->x; returns the loss or NAN on failure. */
+static double train_step(struct run *r, int64_t n)
+{
+    struct tg_tensor *logits = tg_nn_forward(r->model, r->x);
+    struct tg_tensor *loss = tg_loss_cross_entropy(logits, r->labels, TG_REDUCE_MEAN, 0.0f);
+    double value = NAN;
+    (void)n;
+    if (loss != NULL && tg_tape_backward(r->tape, loss, NULL, 0) == TG_OK) {
+        value = loss->data[0];
+        if (r->o.grad_stats)
+            grad_stats_accumulate(r);
+        double norm;
+        if (r->o.grad_clip > 0 &&
+            tg_clip_grad_norm(r->params, r->n_params, r->o.grad_clip, &norm) != TG_OK)
+            value = NAN;
+        else if (tg_optim_step(r->opt) != TG_OK)
+            value = NAN;
+    }
+    tg_optim_zero_grad(r->opt);
+    tg_tape_reset(r->tape);
+    return value;
+}
+
+/* Skip the batches of the current epoch that a resumed checkpoint had done. */
+static void skip_batches(struct run *r)
+{
+    tg_batch_iter_set_epoch(r->it, r->epoch);
+    for (int64_t b = 0; b < r->batch; b++)
+        tg_batch_iter_next(r->it, r->x, r->labels);
+}
+
+static int run_epoch(struct run *r, bool tty)
+{
+    int64_t total = tg_batch_iter_n_batches(r->it);
+    double t0 = now_s(), loss_sum = 0;
+    int64_t seen = 0, steps = 0, n;
+    tg_nn_set_training(r->model, true);
+    skip_batches(r);
+    while ((n = tg_batch_iter_next(r->it, r->x, r->labels)) > 0) {
+        double loss = train_step(r, n);
+        if (isnan(loss)) {
+            fprintf(stderr, "\n" CMD ": %s\n", tg_last_error()[0] ? tg_last_error()
+                                                                   : "loss is not finite");
+            return CLI_EXIT_FAILURE;
+        }
+        loss_sum += loss * (double)n;
+        seen += n;
+        steps++;
+        r->batch++;
+        if (tty && !r->o.quiet && (r->batch % 10 == 0 || r->batch == total)) {
+            double dt = now_s() - t0;
+            progress(r, r->batch, total, loss_sum / (double)seen, (double)seen / dt,
+                     dt / (double)steps * (double)(total - r->batch));
+        }
+        if (interrupted)
+            return 130;
+    }
+    double train_loss = seen ? loss_sum / (double)seen : 0;
+    struct eval_result ev;
+    if (evaluate(r->model, r->test, r->tape, 1000, &ev) != TG_OK) {
+        fprintf(stderr, "\n" CMD ": %s\n", tg_last_error());
+        return CLI_EXIT_FAILURE;
+    }
+    double dt = now_s() - t0;
+    r->epoch++;
+    r->batch = 0;
+    if (tty && !r->o.quiet)
+        fputc('\n', stderr);
+    if (!r->o.quiet)
+        printf("epoch %lld/%ld: train loss %.4f, test loss %.4f, test accuracy %.4f, %.1f s\n",
+               (long long)r->epoch, r->o.epochs, train_loss, ev.loss, ev.accuracy, dt);
+    if (r->o.grad_stats)
+        grad_stats_report(r, steps);
+    if (r->metrics) {
+        fprintf(r->metrics, "%lld,%.6f,%.6f,%.6f,%.3f\n", (long long)r->epoch, train_loss,
+                ev.loss, ev.accuracy, dt);
+        fflush(r->metrics);
+    }
+    if (r->epoch == r->o.epochs)
+        printf("final: test accuracy %.4f, test loss %.4f after %lld epochs\n", ev.accuracy,
+               ev.loss, (long long)r->epoch);
+    fflush(stdout);
+    return 0;
+}
+
+static int train_loop(struct run *r)
+{
+    bool tty = isatty(STDERR_FILENO);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    tg_tape_begin(r->tape);
+    int rc = 0;
+    while (r->epoch < r->o.epochs && rc == 0) {
+        rc = run_epoch(r, tty);
+        if ((rc == 0 || rc == 130) && r->o.save) {
+            if (save_checkpoint(r, r->o.save) != TG_OK) {
+                fprintf(stderr, CMD ": %s\n", tg_last_error());
+                rc = CLI_EXIT_FAILURE;
+            } else if (rc == 130) {
+                fprintf(stderr, "\n" CMD ": interrupted; saved %s (epoch %lld, batch %lld)\n",
+                        r->o.save, (long long)r->epoch, (long long)r->batch);
+            }
+        }
+    }
+    tg_tape_end(r->tape);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    struct run r = {0};
+    int rc = parse_opts(argc, argv, &r.o);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    if (r.o.threads > 0)
+        tg_set_num_threads((int)r.o.threads);
+    enum tg_status st = setup_model(&r);
+    if (st == TG_OK)
+        st = setup_data(&r);
+    if (st == TG_OK && (r.o.resume || r.o.init))
+        st = load_checkpoint(&r, r.o.resume ? r.o.resume : r.o.init, r.o.resume != NULL);
+    if (st == TG_OK && r.o.metrics) {
+        r.metrics = fopen(r.o.metrics, r.o.resume ? "a" : "w");
+        if (r.metrics == NULL)
+            st = tg_error_set(TG_ERR_IO, "cannot open metrics file %s", r.o.metrics);
+        else if (!r.o.resume)
+            fprintf(r.metrics, "epoch,train_loss,test_loss,test_accuracy,seconds\n");
+    }
+    if (st != TG_OK) {
+        fprintf(stderr, CMD ": %s\n", tg_last_error());
+        run_free(&r);
+        return CLI_EXIT_FAILURE;
+    }
+    if (!r.o.quiet)
+        printf("training %s (%lld parameters) on %lld images, %s lr %g, batch %ld, %d threads\n",
+               r.o.model, (long long)tg_nn_n_elems(r.model, false), (long long)r.train->n_items,
+               r.o.optimizer, r.o.lr, r.o.batch, tg_get_num_threads());
+    rc = train_loop(&r);
+    run_free(&r);
+    return rc;
+}
