@@ -869,7 +869,7 @@ enum tg_status tg_sgemm(bool trans_a,
     if (gemm_cblas(&g))
         return TG_OK;
 #endif
-    if (m * n < SMALL_WORK && k < SMALL_WORK && m * n * k < SMALL_WORK) {
+    if (m < SMALL_WORK && n < SMALL_WORK && k < SMALL_WORK && m * n * k < SMALL_WORK) {
         gemm_small(&g);
         return TG_OK;
     }

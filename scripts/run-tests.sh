@@ -69,6 +69,16 @@ build_and_test() {
     return $rc
 }
 
+clang_build_and_test() {
+    old_cc=${CC-}
+    CC=clang
+    export CC
+    build_and_test build/ci-clang -Dwerror=true
+    rc=$?
+    if [ -n "$old_cc" ]; then CC=$old_cc; else unset CC; fi
+    return $rc
+}
+
 valgrind_test() {
     dir=build/ci-asan-free
     setup "$dir" -Djemalloc=disabled -Dbench=false -Dbuildtype=debugoptimized || return 1
@@ -83,7 +93,7 @@ valgrind_test() {
 
 stage format format_check
 stage gcc build_and_test build/ci-gcc -Dwerror=true
-stage clang env CC=clang build_and_test build/ci-clang -Dwerror=true
+stage clang clang_build_and_test
 stage sanitizers build_and_test build/ci-sanitize -Dwerror=true -Djemalloc=disabled \
     -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
 stage valgrind valgrind_test

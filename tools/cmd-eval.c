@@ -12,14 +12,14 @@
 
 #define CMD "tapegrad eval"
 
-static const char usage[] = "usage: tapegrad eval --checkpoint FILE [options]\n"
-                            "Evaluate a checkpoint on the Fashion-MNIST test set.\n"
-                            "  --checkpoint FILE       safetensors file with the model's weights\n"
-                            "  --model mlp|cnn|cnn-bn  its architecture (from the file's metadata,"
-                            " else cnn)\n"
-                            "  --data DIR              directory of the IDX files (" TG_FASHION_MNIST_DEFAULT_DIR
-                            ")\n"
-                            "  --threads N             threads of the kernels (all cores)\n";
+static const char usage[] =
+        "usage: tapegrad eval --checkpoint FILE [options]\n"
+        "Evaluate a checkpoint on the Fashion-MNIST test set.\n"
+        "  --checkpoint FILE       safetensors file with the model's weights\n"
+        "  --model mlp|cnn|cnn-bn  its architecture (from the file's metadata,"
+        " else cnn)\n"
+        "  --data DIR              directory of the IDX files (" TG_FASHION_MNIST_DEFAULT_DIR ")\n"
+        "  --threads N             threads of the kernels (all cores)\n";
 
 static void print_confusion(const struct eval_result *ev)
 {
@@ -80,8 +80,7 @@ static int evaluate_file(const char *path, const char *model_name, const char *d
         tg_tape_end(tape);
     }
     if (st == TG_OK) {
-        printf("model %s, checkpoint %s, %lld test images\n", model_name, path,
-               (long long)ev.n);
+        printf("model %s, checkpoint %s, %lld test images\n", model_name, path, (long long)ev.n);
         printf("test accuracy %.4f, test loss %.4f\n", ev.accuracy, ev.loss);
         print_confusion(&ev);
     } else {

@@ -90,8 +90,8 @@ static bool parse_double(const char *opt, const char *text, double lo, double hi
 
 static int parse_opts(int argc, char **argv, struct train_opts *o)
 {
-    *o = (struct train_opts){"cnn", 12, 64, -1, "adam", 1, 0, NULL, NULL, NULL, NULL, true, 0,
-                             NULL, false, 1e-6, 1e3, false, 0};
+    *o = (struct train_opts){"cnn", 12,   64, -1,   "adam", 1,    0,   NULL,  NULL, NULL,
+                             NULL,  true, 0,  NULL, false,  1e-6, 1e3, false, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -183,8 +183,8 @@ struct run {
     struct tg_tape *tape;
     struct tg_tensor *x;
     int32_t *labels;
-    int64_t epoch; // epochs completed
-    int64_t batch; // batches completed in the current epoch
+    int64_t epoch;   // epochs completed
+    int64_t batch;   // batches completed in the current epoch
     double *grad_sq; // per parameter, sum over the epoch's steps of norm^2
     FILE *metrics;
 };
@@ -330,10 +330,14 @@ static enum tg_status save_checkpoint(struct run *r, const char *path)
     snprintf(seed, sizeof(seed), "%ld", r->o.seed);
     snprintf(lr, sizeof(lr), "%.17g", r->o.lr);
     struct tg_checkpoint_meta meta[] = {
-            {"format", "tapegrad-train-1"}, {"model", r->o.model},
-            {"optimizer", r->o.optimizer},  {"optimizer_step", step},
-            {"epoch", epoch},               {"batch", batch},
-            {"seed", seed},                 {"lr", lr},
+            {"format", "tapegrad-train-1"},
+            {"model", r->o.model},
+            {"optimizer", r->o.optimizer},
+            {"optimizer_step", step},
+            {"epoch", epoch},
+            {"batch", batch},
+            {"seed", seed},
+            {"lr", lr},
             {"rng", rng_hex},
     };
     st = tg_checkpoint_save(path, (int)n, names, tensors, (int)(sizeof(meta) / sizeof(meta[0])),
@@ -397,8 +401,8 @@ static enum tg_status load_checkpoint(struct run *r, const char *path, bool resu
     /* The optimiser's state, the RNG and the position in the run. */
     const char *opt_name = tg_checkpoint_meta_get(ck, "optimizer");
     if (opt_name == NULL || strcmp(opt_name, r->o.optimizer) != 0) {
-        st = tg_error_set(TG_ERR_FORMAT, "%s: saved with optimizer '%s', --optimizer is '%s'",
-                          path, opt_name ? opt_name : "?", r->o.optimizer);
+        st = tg_error_set(TG_ERR_FORMAT, "%s: saved with optimizer '%s', --optimizer is '%s'", path,
+                          opt_name ? opt_name : "?", r->o.optimizer);
         goto out;
     }
     int64_t step, epoch, batch;
@@ -464,8 +468,8 @@ out:
 
 /* ---- Training ------------------------------------------------------------------ */
 
-static void progress(const struct run *r, int64_t done, int64_t total, double loss, double rate,
-                     double eta)
+static void
+progress(const struct run *r, int64_t done, int64_t total, double loss, double rate, double eta)
 {
     int width = 30;
     int fill = total > 0 ? (int)(width * done / total) : width;
@@ -498,11 +502,11 @@ static void grad_stats_report(struct run *r, int64_t steps)
     total = sqrt(total);
     printf("    %-16s %.4e\n", "global", total);
     if (total > r->o.grad_high)
-        printf("  warning: global gradient norm %.3e is above %.3e (exploding gradients?)\n",
-               total, r->o.grad_high);
+        printf("  warning: global gradient norm %.3e is above %.3e (exploding gradients?)\n", total,
+               r->o.grad_high);
     if (total < r->o.grad_low)
-        printf("  warning: global gradient norm %.3e is below %.3e (vanishing gradients?)\n",
-               total, r->o.grad_low);
+        printf("  warning: global gradient norm %.3e is below %.3e (vanishing gradients?)\n", total,
+               r->o.grad_low);
 }
 
 /* One training step on the batch in r->x; returns the loss or NAN on failure. */
@@ -546,8 +550,8 @@ static int run_epoch(struct run *r, bool tty)
     while ((n = tg_batch_iter_next(r->it, r->x, r->labels)) > 0) {
         double loss = train_step(r, n);
         if (isnan(loss)) {
-            fprintf(stderr, "\n" CMD ": %s\n", tg_last_error()[0] ? tg_last_error()
-                                                                   : "loss is not finite");
+            fprintf(stderr, "\n" CMD ": %s\n",
+                    tg_last_error()[0] ? tg_last_error() : "loss is not finite");
             return CLI_EXIT_FAILURE;
         }
         loss_sum += loss * (double)n;
@@ -579,8 +583,8 @@ static int run_epoch(struct run *r, bool tty)
     if (r->o.grad_stats)
         grad_stats_report(r, steps);
     if (r->metrics) {
-        fprintf(r->metrics, "%lld,%.6f,%.6f,%.6f,%.3f\n", (long long)r->epoch, train_loss,
-                ev.loss, ev.accuracy, dt);
+        fprintf(r->metrics, "%lld,%.6f,%.6f,%.6f,%.3f\n", (long long)r->epoch, train_loss, ev.loss,
+                ev.accuracy, dt);
         fflush(r->metrics);
     }
     if (r->epoch == r->o.epochs)

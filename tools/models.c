@@ -19,7 +19,9 @@ static struct tg_nn_module *pool_2(void)
 }
 
 /* Append children in order; stops at the first failure (add frees the child). */
-static enum tg_status add_all(struct tg_nn_module *seq, int n, const char *const *names,
+static enum tg_status add_all(struct tg_nn_module *seq,
+                              int n,
+                              const char *const *names,
                               struct tg_nn_module *const *children)
 {
     enum tg_status st = TG_OK;
@@ -115,7 +117,9 @@ enum tg_status model_tensors(const struct tg_nn_module *m, struct tg_param **out
 }
 
 /* Accumulate one batch: loss sum (double), correct predictions, confusion. */
-static void score_batch(const struct tg_tensor *logits, const int32_t *labels, int64_t n,
+static void score_batch(const struct tg_tensor *logits,
+                        const int32_t *labels,
+                        int64_t n,
                         struct eval_result *res)
 {
     int64_t c = logits->shape[1];
@@ -140,8 +144,11 @@ static void score_batch(const struct tg_tensor *logits, const int32_t *labels, i
     res->n += n;
 }
 
-enum tg_status evaluate(struct tg_nn_module *model, const struct tg_dataset *ds,
-                        struct tg_tape *tape, int64_t batch, struct eval_result *res)
+enum tg_status evaluate(struct tg_nn_module *model,
+                        const struct tg_dataset *ds,
+                        struct tg_tape *tape,
+                        int64_t batch,
+                        struct eval_result *res)
 {
     memset(res, 0, sizeof(*res));
     struct tg_batch_opts bo = {batch, false, 0, false};

@@ -28,9 +28,9 @@ bool model_is_known(const char *name);
 
 /** Results of evaluate(). */
 struct eval_result {
-    double loss;          // mean cross-entropy
-    double accuracy;      // fraction correct
-    int64_t n;            // items evaluated
+    double loss;               // mean cross-entropy
+    double accuracy;           // fraction correct
+    int64_t n;                 // items evaluated
     int64_t confusion[10][10]; // [true][predicted]
 };
 
@@ -39,8 +39,11 @@ struct eval_result {
  * @param tape a tape used for the outputs (reset before and after).
  * @return TG_OK, or the failing op's status (message kept).
  */
-enum tg_status evaluate(struct tg_nn_module *model, const struct tg_dataset *ds,
-                        struct tg_tape *tape, int64_t batch, struct eval_result *res);
+enum tg_status evaluate(struct tg_nn_module *model,
+                        const struct tg_dataset *ds,
+                        struct tg_tape *tape,
+                        int64_t batch,
+                        struct eval_result *res);
 
 /**
  * List a model's parameters and buffers (checkpoint order).

@@ -69,7 +69,10 @@ TG_API struct tg_tensor *tg_exp(struct tg_tensor *x);
 TG_API struct tg_tensor *tg_log(struct tg_tensor *x);
 /** y = sqrt(x). */
 TG_API struct tg_tensor *tg_sqrt(struct tg_tensor *x);
-/** y = x^p; dy/dx = p x^(p-1). */
+/**
+ * y = x^p; dy/dx = p x^(p-1). At x = 0 the gradient follows PyTorch: 0 for
+ * p = 0, 1 for p = 1, inf for 0 < p < 1.
+ */
 TG_API struct tg_tensor *tg_pow(struct tg_tensor *x, float p);
 
 /* ---- Activations; y has x's shape ------------------------------------- */
@@ -126,7 +129,11 @@ struct tg_pool2d_params {
  * stride_h + 1, likewise Wo.
  * Ties: when several elements of a window share the maximum, the first in
  * row-major window order wins and alone receives the gradient (PyTorch's CPU
- * rule). A NaN in a window wins it.
+ * rule). A NaN in a window wins it (the last NaN when there are several).
+ * Refused: kernel or stride < 1, padding < 0 or above half the kernel, an
+ * output size below 1 (TG_ERR_INVALID or TG_ERR_SHAPE); planes of more than
+ * INT32_MAX elements (TG_ERR_UNSUPPORTED). ceil_mode and dilation are not
+ * supported.
  * @param x (N, C, H, W).
  * @return y of shape (N, C, Ho, Wo).
  */
@@ -173,7 +180,8 @@ TG_API struct tg_tensor *tg_sum(struct tg_tensor *x);
 TG_API struct tg_tensor *tg_mean(struct tg_tensor *x);
 /**
  * Sum along one axis (negative counts from the end); keepdim leaves that axis
- * with size 1, otherwise it is removed.
+ * with size 1, otherwise it is removed. A 0-d x accepts axis 0 or -1, as
+ * PyTorch does. An axis out of range gives TG_ERR_INVALID.
  */
 TG_API struct tg_tensor *tg_sum_axis(struct tg_tensor *x, int axis, bool keepdim);
 /** Mean along one axis, as tg_sum_axis(). */
@@ -197,7 +205,8 @@ enum tg_reduction {
 
 /**
  * Mean squared error: mean or sum of (a - b)^2 over all elements.
- * @param a, b same shape; both may require grad.
+ * @param a, b identical shapes (no broadcasting; TG_ERR_SHAPE otherwise);
+ *        both may require grad.
  * @return a 0-dimensional tensor.
  */
 TG_API struct tg_tensor *
