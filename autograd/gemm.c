@@ -874,11 +874,10 @@ enum tg_status tg_sgemm(bool trans_a,
         return TG_OK;
     }
 
-    bool avx2 = current_kernel() == TG_GEMM_KERNEL_AVX2;
     g.kernel = kernel_portable;
 #ifdef TG_GEMM_X86
-    g.avx2 = avx2;
-    if (avx2)
+    g.avx2 = current_kernel() == TG_GEMM_KERNEL_AVX2;
+    if (g.avx2)
         g.kernel = kernel_avx2;
 #endif
     return gemm_packed(&g);

@@ -18,8 +18,11 @@ enum tg_status tg_shape_numel(int n_dims, const int64_t *shape, int64_t *n_elems
             return tg_error_set(TG_ERR_INVALID,
                                 "tensor: size %" PRId64 " of dimension %d is negative", shape[i],
                                 i);
-        if (shape[i] != 0 && n > (int64_t)(SIZE_MAX / sizeof(float) / 2) / shape[i])
-            return tg_error_set(TG_ERR_NOMEM, "tensor: element count overflows at dimension %d", i);
+        if (shape[i] != 0 && n > TG_MAX_ELEMS / shape[i])
+            return tg_error_set(TG_ERR_NOMEM,
+                                "tensor: element count overflows at dimension %d (limit %" PRId64
+                                " elements, 1 TiB)",
+                                i, (int64_t)TG_MAX_ELEMS);
         n *= shape[i];
     }
     *n_elems = n;

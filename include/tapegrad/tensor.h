@@ -19,6 +19,12 @@ extern "C" {
 /** Most dimensions a tensor can have. */
 #define TG_MAX_DIMS 6
 
+/**
+ * Most elements one tensor may hold: 2^38 floats (1 TiB). Larger sizes are
+ * refused with TG_ERR_NOMEM before any allocation is tried.
+ */
+#define TG_MAX_ELEMS ((int64_t)1 << 38)
+
 /** Byte alignment of every tensor's data and grad. */
 #define TG_ALIGN 64
 
@@ -119,7 +125,7 @@ TG_API char *tg_tensor_shape_str(const struct tg_tensor *t, char *buf, size_t si
  * @param shape the sizes.
  * @param n_elems receives the product on success.
  * @return TG_OK; TG_ERR_INVALID for a bad rank or a negative size;
- *         TG_ERR_NOMEM when the byte size would not fit in size_t.
+ *         TG_ERR_NOMEM when the count exceeds TG_MAX_ELEMS.
  */
 TG_API enum tg_status tg_shape_numel(int n_dims, const int64_t *shape, int64_t *n_elems);
 
