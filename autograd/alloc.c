@@ -54,7 +54,7 @@ void *tg_xmalloc(size_t bytes)
     if (rounded == 0)
         rounded = TG_ALIGN;
 #ifdef TG_HAVE_JEMALLOC
-    void *p = mallocx(rounded, MALLOCX_ALIGN(TG_ALIGN));
+    void *p = mallocx(rounded, MALLOCX_LG_ALIGN(6)); // 2^6 = TG_ALIGN
 #else
     void *p = aligned_alloc(TG_ALIGN, rounded);
 #endif

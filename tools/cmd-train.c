@@ -514,18 +514,18 @@ static double train_step(struct run *r, int64_t n)
 {
     struct tg_tensor *logits = tg_nn_forward(r->model, r->x);
     struct tg_tensor *loss = tg_loss_cross_entropy(logits, r->labels, TG_REDUCE_MEAN, 0.0f);
-    double value = NAN;
+    double value = (double)NAN;
     (void)n;
     if (loss != NULL && tg_tape_backward(r->tape, loss, NULL, 0) == TG_OK) {
-        value = loss->data[0];
+        value = (double)loss->data[0];
         if (r->o.grad_stats)
             grad_stats_accumulate(r);
         double norm;
         if (r->o.grad_clip > 0 &&
             tg_clip_grad_norm(r->params, r->n_params, r->o.grad_clip, &norm) != TG_OK)
-            value = NAN;
+            value = (double)NAN;
         else if (tg_optim_step(r->opt) != TG_OK)
-            value = NAN;
+            value = (double)NAN;
     }
     tg_optim_zero_grad(r->opt);
     tg_tape_reset(r->tape);

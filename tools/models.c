@@ -126,10 +126,10 @@ static void score_batch(const struct tg_tensor *logits,
     for (int64_t i = 0; i < n; i++) {
         const float *row = logits->data + i * c;
         int64_t best = 0;
-        double mx = row[0];
+        double mx = (double)row[0];
         for (int64_t j = 1; j < c; j++)
             if ((double)row[j] > mx) {
-                mx = row[j];
+                mx = (double)row[j];
                 best = j;
             }
         double se = 0;
