@@ -10,7 +10,8 @@
 #include "cli.h"
 #include "models.h"
 
-#define CMD "tapegrad eval"
+#define CMD    "eval"
+#define PREFIX "tapegrad eval"
 
 static const char usage[] =
         "usage: tapegrad eval --checkpoint FILE [options]\n"
@@ -39,7 +40,7 @@ static int evaluate_file(const char *path, const char *model_name, const char *d
 {
     struct tg_checkpoint *ck = tg_checkpoint_open(path);
     if (ck == NULL) {
-        fprintf(stderr, CMD ": %s\n", tg_last_error());
+        fprintf(stderr, PREFIX ": %s\n", tg_last_error());
         return CLI_EXIT_FAILURE;
     }
     const char *saved_model = tg_checkpoint_meta_get(ck, "model");
@@ -84,7 +85,7 @@ static int evaluate_file(const char *path, const char *model_name, const char *d
         printf("test accuracy %.4f, test loss %.4f\n", ev.accuracy, ev.loss);
         print_confusion(&ev);
     } else {
-        fprintf(stderr, CMD ": %s\n", tg_last_error());
+        fprintf(stderr, PREFIX ": %s\n", tg_last_error());
     }
     tg_tape_free(tape);
     tg_dataset_free(test);
@@ -108,6 +109,9 @@ int cmd_eval(int argc, char **argv)
         }
         if (strncmp(a, "--", 2) != 0)
             return cli_usage_error(CMD, "unexpected argument '%s'", a);
+        if (strcmp(a, "--checkpoint") != 0 && strcmp(a, "--model") != 0 &&
+            strcmp(a, "--data") != 0 && strcmp(a, "--threads") != 0)
+            return cli_usage_error(CMD, "unknown option '%s'", a);
         if (i + 1 >= argc)
             return cli_usage_error(CMD, "%s needs a value", a);
         const char *v = argv[++i];

@@ -13,7 +13,8 @@
 #include "cli.h"
 #include "models.h"
 
-#define CMD "tapegrad train"
+#define CMD    "train"
+#define PREFIX "tapegrad train"
 
 struct train_opts {
     const char *model;
@@ -88,6 +89,19 @@ static bool parse_double(const char *opt, const char *text, double lo, double hi
     return true;
 }
 
+static bool is_valued_option(const char *a)
+{
+    static const char *const names[] = {
+            "--model",   "--epochs",   "--batch",     "--lr",     "--optimizer", "--seed",
+            "--threads", "--data",     "--save",      "--resume", "--init",      "--grad-clip",
+            "--metrics", "--grad-low", "--grad-high", "--limit",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(a, names[i]) == 0)
+            return true;
+    return false;
+}
+
 static int parse_opts(int argc, char **argv, struct train_opts *o)
 {
     *o = (struct train_opts){"cnn", 12,   64, -1,   "adam", 1,    0,   NULL,  NULL, NULL,
@@ -111,6 +125,8 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
         }
         if (strncmp(a, "--", 2) != 0)
             return cli_usage_error(CMD, "unexpected argument '%s'", a);
+        if (!is_valued_option(a))
+            return cli_usage_error(CMD, "unknown option '%s'", a);
         if (i + 1 >= argc)
             return cli_usage_error(CMD, "%s needs a value", a);
         const char *v = argv[++i];
@@ -550,7 +566,7 @@ static int run_epoch(struct run *r, bool tty)
     while ((n = tg_batch_iter_next(r->it, r->x, r->labels)) > 0) {
         double loss = train_step(r, n);
         if (isnan(loss)) {
-            fprintf(stderr, "\n" CMD ": %s\n",
+            fprintf(stderr, "\n" PREFIX ": %s\n",
                     tg_last_error()[0] ? tg_last_error() : "loss is not finite");
             return CLI_EXIT_FAILURE;
         }
@@ -569,7 +585,7 @@ static int run_epoch(struct run *r, bool tty)
     double train_loss = seen ? loss_sum / (double)seen : 0;
     struct eval_result ev;
     if (evaluate(r->model, r->test, r->tape, 1000, &ev) != TG_OK) {
-        fprintf(stderr, "\n" CMD ": %s\n", tg_last_error());
+        fprintf(stderr, "\n" PREFIX ": %s\n", tg_last_error());
         return CLI_EXIT_FAILURE;
     }
     double dt = now_s() - t0;
@@ -606,10 +622,10 @@ static int train_loop(struct run *r)
         rc = run_epoch(r, tty);
         if ((rc == 0 || rc == 130) && r->o.save) {
             if (save_checkpoint(r, r->o.save) != TG_OK) {
-                fprintf(stderr, CMD ": %s\n", tg_last_error());
+                fprintf(stderr, PREFIX ": %s\n", tg_last_error());
                 rc = CLI_EXIT_FAILURE;
             } else if (rc == 130) {
-                fprintf(stderr, "\n" CMD ": interrupted; saved %s (epoch %lld, batch %lld)\n",
+                fprintf(stderr, "\n" PREFIX ": interrupted; saved %s (epoch %lld, batch %lld)\n",
                         r->o.save, (long long)r->epoch, (long long)r->batch);
             }
         }
@@ -639,7 +655,7 @@ int cmd_train(int argc, char **argv)
             fprintf(r.metrics, "epoch,train_loss,test_loss,test_accuracy,seconds\n");
     }
     if (st != TG_OK) {
-        fprintf(stderr, CMD ": %s\n", tg_last_error());
+        fprintf(stderr, PREFIX ": %s\n", tg_last_error());
         run_free(&r);
         return CLI_EXIT_FAILURE;
     }
