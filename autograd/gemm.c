@@ -150,7 +150,7 @@ static void pack_a(float *ap, const float *a, int64_t lda, bool trans, int64_t m
 }
 
 #ifdef __GNUC__
-#define PREFETCH(p) __builtin_prefetch(p, 0, 2)
+#define PREFETCH(p) __builtin_prefetch(p, 0, 3)
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
@@ -370,7 +370,7 @@ pack_b_trans_avx2(float *bp, const float *b, int64_t ldb, int64_t kc, bool next)
     for (; p + 8 <= kc; p += 8) {
         if (next && p % 16 == 0) {
             for (int j = 0; j < NR; j++)
-                _mm_prefetch((const char *)(b + (NR + j) * ldb + p), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + (NR + j) * ldb + p), _MM_HINT_T0);
         }
         for (int h = 0; h < NR / 8; h++) {
             __m256 r[8];
@@ -394,7 +394,7 @@ pack_b_rows_avx2(float *bp, const float *b, int64_t ldb, int64_t kc, bool next)
     for (int64_t p = 0; p < kc; p++) {
         const float *src = b + p * ldb;
         if (next)
-            _mm_prefetch((const char *)(src + 2 * NR - 1), _MM_HINT_T1);
+            _mm_prefetch((const char *)(src + 2 * NR - 1), _MM_HINT_T0);
         _mm256_store_ps(bp + p * NR, _mm256_loadu_ps(src));
         _mm256_store_ps(bp + p * NR + 8, _mm256_loadu_ps(src + 8));
     }
