@@ -8,7 +8,7 @@ level=${1:-build}
 pkgs="gcc pkg-config meson ninja-build check libsubunit-dev libjemalloc-dev libcjson-dev zlib1g-dev"
 case "$level" in
 build) ;;
-test) pkgs="$pkgs clang libomp-dev clang-format valgrind python3" ;;
+test) pkgs="$pkgs clang libomp-dev clang-format valgrind python3 dataset-fashion-mnist" ;;
 main) pkgs="$pkgs dataset-fashion-mnist" ;;
 *) echo "usage: $0 build|test|main" >&2; exit 2 ;;
 esac
