@@ -241,7 +241,7 @@ static enum tg_status check_element(struct gc_run *run, int i, int64_t j)
     float x = *p;
     float xp = x + run->opts.eps;
     float xm = x - run->opts.eps;
-    double fp, fm;
+    double fp = 0.0, fm = 0.0;
 
     *p = xp;
     enum tg_status st = eval_sum(run, &fp);
@@ -334,7 +334,7 @@ static enum tg_status check_projection(struct gc_run *run, struct gc_proj *pj, i
 {
     for (int64_t k = 0; k < pj->total; k++)
         pj->sign[k] = (rng_next(rng) >> 63) ? 1 : -1;
-    double fp, fm;
+    double fp = 0.0, fm = 0.0;
     float eps = run->opts.eps;
 
     set_perturbed(run, pj, eps);

@@ -21,8 +21,10 @@ static void relu_forward(float *y, const float *x, int64_t n)
 static void relu_backward(float *dx, const float *dy, const float *x, int64_t n)
 {
     TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i]; // loaded unconditionally so the loop vectorises
+        dx[i] += x[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 static void leaky_relu_forward(float *y, const float *x, int64_t n, float slope)
@@ -35,8 +37,10 @@ static void leaky_relu_forward(float *y, const float *x, int64_t n, float slope)
 static void leaky_relu_backward(float *dx, const float *dy, const float *x, int64_t n, float slope)
 {
     TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : slope * dy[i];
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i];
+        dx[i] += x[i] > 0.0f ? g : slope * g;
+    }
 }
 
 static void elu_forward(float *y, const float *x, int64_t n, float alpha)

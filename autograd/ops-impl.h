@@ -5,6 +5,7 @@
 #ifndef TAPEGRAD_OPS_IMPL_H
 #define TAPEGRAD_OPS_IMPL_H
 
+#include <tapegrad/gemm.h>
 #include <tapegrad/ops.h>
 
 /* Element-wise loops run on several threads only above this many elements. */
@@ -12,7 +13,9 @@
 
 #ifdef _OPENMP
 #define TG_PRAGMA(x) _Pragma(#x)
-#define TG_PARALLEL_FOR(n) TG_PRAGMA(omp parallel for schedule(static) if ((n) >= TG_PARALLEL_MIN))
+#define TG_PARALLEL_FOR(n)                                                                         \
+    TG_PRAGMA(omp parallel for schedule(static) num_threads(tg_get_num_threads())               \
+                      if ((n) >= TG_PARALLEL_MIN))
 #else
 #define TG_PARALLEL_FOR(n)
 #endif

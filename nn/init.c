@@ -126,7 +126,7 @@ enum tg_status tg_init_kaiming_uniform(struct tg_tensor *t,
                                        enum tg_init_fan mode,
                                        enum tg_init_nonlinearity nl)
 {
-    float std;
+    float std = 0.0f;
     enum tg_status st = check_args("tg_init_kaiming_uniform", t, rng);
     if (st == TG_OK)
         st = kaiming_std("tg_init_kaiming_uniform", t, a, mode, nl, &std);
@@ -143,7 +143,7 @@ enum tg_status tg_init_kaiming_normal(struct tg_tensor *t,
                                       enum tg_init_fan mode,
                                       enum tg_init_nonlinearity nl)
 {
-    float std;
+    float std = 0.0f;
     enum tg_status st = check_args("tg_init_kaiming_normal", t, rng);
     if (st == TG_OK)
         st = kaiming_std("tg_init_kaiming_normal", t, a, mode, nl, &std);
@@ -169,7 +169,7 @@ xavier_std(const char *func, const struct tg_tensor *t, float gain, float *std)
 
 enum tg_status tg_init_xavier_uniform(struct tg_tensor *t, struct tg_rng *rng, float gain)
 {
-    float std;
+    float std = 0.0f;
     enum tg_status st = check_args("tg_init_xavier_uniform", t, rng);
     if (st == TG_OK)
         st = xavier_std("tg_init_xavier_uniform", t, gain, &std);
@@ -182,7 +182,7 @@ enum tg_status tg_init_xavier_uniform(struct tg_tensor *t, struct tg_rng *rng, f
 
 enum tg_status tg_init_xavier_normal(struct tg_tensor *t, struct tg_rng *rng, float gain)
 {
-    float std;
+    float std = 0.0f;
     enum tg_status st = check_args("tg_init_xavier_normal", t, rng);
     if (st == TG_OK)
         st = xavier_std("tg_init_xavier_normal", t, gain, &std);

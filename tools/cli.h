@@ -27,6 +27,9 @@ int cmd_eval(int argc, char **argv);
 /** `tapegrad gradcheck`: check every op's backward against finite differences. */
 int cmd_gradcheck(int argc, char **argv);
 
+/** `tapegrad bench`: time the kernels, a training step and the tape's overhead. */
+int cmd_bench(int argc, char **argv);
+
 /**
  * Report a bad command line on stderr as one line, then a hint naming the
  * help option of cmd ("tapegrad" or a subcommand).

@@ -35,6 +35,7 @@ struct train_opts {
     double grad_low, grad_high;
     bool quiet;
     long limit;
+    long limit_test;
 };
 
 static const char usage[] =
@@ -58,6 +59,7 @@ static const char usage[] =
         "  --grad-stats            print per-parameter gradient norms each epoch\n"
         "  --grad-low X, --grad-high X  warn when the global norm leaves [X, X] (1e-6, 1e3)\n"
         "  --limit N               use only the first N training images\n"
+        "  --limit-test N          evaluate on only the first N test images\n"
         "  --quiet                 print only the final line\n";
 
 static volatile sig_atomic_t interrupted;
@@ -92,9 +94,9 @@ static bool parse_double(const char *opt, const char *text, double lo, double hi
 static bool is_valued_option(const char *a)
 {
     static const char *const names[] = {
-            "--model",   "--epochs",   "--batch",     "--lr",     "--optimizer", "--seed",
-            "--threads", "--data",     "--save",      "--resume", "--init",      "--grad-clip",
-            "--metrics", "--grad-low", "--grad-high", "--limit",
+            "--model",   "--epochs",   "--batch",     "--lr",     "--optimizer",  "--seed",
+            "--threads", "--data",     "--save",      "--resume", "--init",       "--grad-clip",
+            "--metrics", "--grad-low", "--grad-high", "--limit",  "--limit-test",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(a, names[i]) == 0)
@@ -105,7 +107,7 @@ static bool is_valued_option(const char *a)
 static int parse_opts(int argc, char **argv, struct train_opts *o)
 {
     *o = (struct train_opts){"cnn", 12,   64, -1,   "adam", 1,    0,   NULL,  NULL, NULL,
-                             NULL,  true, 0,  NULL, false,  1e-6, 1e3, false, 0};
+                             NULL,  true, 0,  NULL, false,  1e-6, 1e3, false, 0,    0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -169,6 +171,8 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
             ok = parse_double(a, v, 0, 1e30, &o->grad_high);
         } else if (strcmp(a, "--limit") == 0) {
             ok = cli_parse_int(CMD, a, v, 1, 100000000L, &o->limit);
+        } else if (strcmp(a, "--limit-test") == 0) {
+            ok = cli_parse_int(CMD, a, v, 1, 100000000L, &o->limit_test);
         } else {
             return cli_usage_error(CMD, "unknown option '%s'", a);
         }
@@ -261,6 +265,13 @@ static enum tg_status setup_data(struct run *r)
     r->test = tg_dataset_load_fashion_mnist(r->o.data, false, NULL);
     if (r->test == NULL)
         return tg_last_status();
+    if (r->o.limit_test > 0 && r->o.limit_test < r->test->n_items) {
+        struct tg_dataset *sub = tg_dataset_subset(r->test, 0, r->o.limit_test);
+        tg_dataset_free(r->test);
+        r->test = sub;
+        if (sub == NULL)
+            return tg_last_status();
+    }
     struct tg_batch_opts bo = {r->o.batch, r->o.shuffle, (uint64_t)r->o.seed, false};
     r->it = tg_batch_iter_new(r->train, &bo);
     r->x = tg_tensor_new(4, (int64_t[]){r->o.batch, 1, r->train->height, r->train->width});

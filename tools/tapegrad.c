@@ -25,6 +25,7 @@ static const struct command commands[] = {
         {"train", "train a model on Fashion-MNIST", cmd_train},
         {"eval", "evaluate a checkpoint on the Fashion-MNIST test set", cmd_eval},
         {"gradcheck", "check every op's backward against finite differences", cmd_gradcheck},
+        {"bench", "time the kernels, a training step and the tape's overhead", cmd_bench},
 };
 
 static void usage(FILE *f)
