@@ -624,9 +624,6 @@ static int run_epoch(struct run *r, bool tty)
 static int train_loop(struct run *r)
 {
     bool tty = isatty(STDERR_FILENO);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
     tg_tape_begin(r->tape);
     int rc = 0;
     while (r->epoch < r->o.epochs && rc == 0) {
@@ -653,6 +650,10 @@ int cmd_train(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (r.o.threads > 0)
         tg_set_num_threads((int)r.o.threads);
+    /* From here Ctrl-C only sets a flag: the loop saves and stops after a batch. */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
     enum tg_status st = setup_model(&r);
     if (st == TG_OK)
         st = setup_data(&r);
