@@ -13,84 +13,73 @@
 
 static void relu_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] < 0.0f ? 0.0f : x[i]; // NaN stays NaN, as in PyTorch
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] =
+                                x[i] < 0.0f ? 0.0f : x[i];); // NaN stays NaN, as in PyTorch
 }
 
 static void relu_backward(float *dx, const float *dy, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        float g = dy[i]; // loaded unconditionally so the loop vectorises
-        dx[i] += x[i] > 0.0f ? g : 0.0f;
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                float g = dy[i]; // loaded unconditionally so the loop vectorises
+                dx[i] += x[i] > 0.0f ? g : 0.0f;
+            });
 }
 
 static void leaky_relu_forward(float *y, const float *x, int64_t n, float slope)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];);
 }
 
 static void leaky_relu_backward(float *dx, const float *dy, const float *x, int64_t n, float slope)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        float g = dy[i];
-        dx[i] += x[i] > 0.0f ? g : slope * g;
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                float g = dy[i];
+                dx[i] += x[i] > 0.0f ? g : slope * g;
+            });
 }
 
 static void elu_forward(float *y, const float *x, int64_t n, float alpha)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] =
+                                x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]););
 }
 
 /* d/dx alpha (exp(x) - 1) = alpha exp(x) for x <= 0, from x: exact for very negative x. */
 static void elu_backward(float *dx, const float *dy, const float *x, int64_t n, float alpha)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * alpha * expf(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] +=
+                        x[i] > 0.0f ? dy[i] : dy[i] * alpha * expf(x[i]););
 }
 
 /* exp of a negative argument only, so neither branch overflows. */
 static void sigmoid_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] >= 0.0f) {
-            y[i] = 1.0f / (1.0f + expf(-x[i]));
-        } else {
-            float e = expf(x[i]);
-            y[i] = e / (1.0f + e);
-        }
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                if (x[i] >= 0.0f) {
+                    y[i] = 1.0f / (1.0f + expf(-x[i]));
+                } else {
+                    float e = expf(x[i]);
+                    y[i] = e / (1.0f + e);
+                }
+            });
 }
 
 static void sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]););
 }
 
 static void tanh_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = tanhf(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]););
 }
 
 static void tanh_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]););
 }
 
 /* ---- Op table entries ------------------------------------------------------ */

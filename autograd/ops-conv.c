@@ -138,23 +138,23 @@ static void im2col(float *cols, float *xpad, const float *xg, const struct conv_
     int64_t taps = g->kh * g->kw;
     int64_t total = g->kg * g->p;
     (void)total; // only read by the OpenMP clause
-    TG_PARALLEL_FOR(total)
-    for (int64_t r = 0; r < g->kg; r++) {
-        int64_t c = r / taps;
-        int64_t i = r % taps / g->kw;
-        int64_t j = r % g->kw;
-        const float *src = xs + (c * hp + i * g->dh) * wp + j * g->dw;
-        float *row = cols + r * g->p;
-        for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
-            const float *s = src + oh * g->sh * wp;
-            if (g->sw == 1) {
-                memcpy(row, s, (size_t)g->wo * sizeof(float));
-            } else {
-                for (int64_t ow = 0; ow < g->wo; ow++)
-                    row[ow] = s[ow * g->sw];
-            }
-        }
-    }
+    TG_PARALLEL_LOOP(
+            total, for (int64_t r = 0; r < g->kg; r++) {
+                int64_t c = r / taps;
+                int64_t i = r % taps / g->kw;
+                int64_t j = r % g->kw;
+                const float *src = xs + (c * hp + i * g->dh) * wp + j * g->dw;
+                float *row = cols + r * g->p;
+                for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
+                    const float *s = src + oh * g->sh * wp;
+                    if (g->sw == 1) {
+                        memcpy(row, s, (size_t)g->wo * sizeof(float));
+                    } else {
+                        for (int64_t ow = 0; ow < g->wo; ow++)
+                            row[ow] = s[ow * g->sw];
+                    }
+                }
+            });
 }
 
 /*
@@ -191,12 +191,11 @@ static void col2im(float *dxg, const float *dcols, const struct conv_geom *g)
 {
     int64_t total = g->kg * g->p;
     (void)total; // only read by the OpenMP clause
-    TG_PARALLEL_FOR(total)
-    for (int64_t c = 0; c < g->cg; c++)
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++)
-                col2im_row(dxg + c * g->h * g->w, dcols + ((c * g->kh + i) * g->kw + j) * g->p, i,
-                           j, g);
+    TG_PARALLEL_LOOP(
+            total, for (int64_t c = 0; c < g->cg; c++) for (int64_t i = 0; i < g->kh;
+                                                            i++) for (int64_t j = 0; j < g->kw; j++)
+                           col2im_row(dxg + c * g->h * g->w,
+                                      dcols + ((c * g->kh + i) * g->kw + j) * g->p, i, j, g););
 }
 
 /* One image: y (O, P) = W_g cols_g per group, plus bias (O) or NULL; x (C, H, W). */
@@ -293,13 +292,13 @@ static void bias_backward(float *db, const float *dy, const struct conv_geom *g)
 {
     int64_t total = g->n * g->o * g->p;
     (void)total; // only read by the OpenMP clause
-    TG_PARALLEL_FOR(total)
-    for (int64_t o = 0; o < g->o; o++) {
-        double sum = 0.0;
-        for (int64_t n = 0; n < g->n; n++)
-            sum += (double)row_sum(dy + (n * g->o + o) * g->p, g->p);
-        db[o] += (float)sum;
-    }
+    TG_PARALLEL_LOOP(
+            total, for (int64_t o = 0; o < g->o; o++) {
+                double sum = 0.0;
+                for (int64_t n = 0; n < g->n; n++)
+                    sum += (double)row_sum(dy + (n * g->o + o) * g->p, g->p);
+                db[o] += (float)sum;
+            });
 }
 
 /* ---- Shape check ----------------------------------------------------------- */

@@ -212,14 +212,14 @@ binary_forward(float *y, const float *a, const float *b, const struct bcast *p, 
     int64_t sa = p->stride[0][p->n_dims - 1];
     int64_t sb = p->stride[1][p->n_dims - 1];
 
-    TG_PARALLEL_FOR(n_total)
-    for (int64_t t = 0; t < n_tasks; t++) {
-        int64_t r = t / p->n_chunks;
-        int64_t i0 = (t % p->n_chunks) * CHUNK;
-        int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
-        binary_row(y + r * p->row_len + i0, a + row_offset(p, 0, r) + i0 * sa, sa,
-                   b + row_offset(p, 1, r) + i0 * sb, sb, len, op);
-    }
+    TG_PARALLEL_LOOP(
+            n_total, for (int64_t t = 0; t < n_tasks; t++) {
+                int64_t r = t / p->n_chunks;
+                int64_t i0 = (t % p->n_chunks) * CHUNK;
+                int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
+                binary_row(y + r * p->row_len + i0, a + row_offset(p, 0, r) + i0 * sa, sa,
+                           b + row_offset(p, 1, r) + i0 * sb, sb, len, op);
+            });
 }
 
 /* ---- Backward kernels ------------------------------------------------------ */
@@ -280,17 +280,17 @@ static void grad_direct(float *dx, const struct gsrc *s, const struct bcast *p)
 {
     int64_t n_tasks = p->n_rows * p->n_chunks;
 
-    TG_PARALLEL_FOR(p->n_rows * p->row_len)
-    for (int64_t t = 0; t < n_tasks; t++) {
-        float g[CHUNK];
-        int64_t r = t / p->n_chunks;
-        int64_t i0 = (t % p->n_chunks) * CHUNK;
-        int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
-        float *d = dx + r * p->row_len + i0;
-        grad_terms(g, s, p, r, i0, len);
-        for (int64_t i = 0; i < len; i++)
-            d[i] += g[i];
-    }
+    TG_PARALLEL_LOOP(
+            p->n_rows * p->row_len, for (int64_t t = 0; t < n_tasks; t++) {
+                float g[CHUNK];
+                int64_t r = t / p->n_chunks;
+                int64_t i0 = (t % p->n_chunks) * CHUNK;
+                int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
+                float *d = dx + r * p->row_len + i0;
+                grad_terms(g, s, p, r, i0, len);
+                for (int64_t i = 0; i < len; i++)
+                    d[i] += g[i];
+            });
 }
 
 /*
@@ -299,18 +299,18 @@ static void grad_direct(float *dx, const struct gsrc *s, const struct bcast *p)
  */
 static void grad_sum_rows(double *acc, const struct gsrc *s, const struct bcast *p)
 {
-    TG_PARALLEL_FOR(p->n_rows * p->row_len)
-    for (int64_t c = 0; c < p->n_chunks; c++) {
-        float g[CHUNK];
-        int64_t i0 = c * CHUNK;
-        int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
-        for (int64_t r = 0; r < p->n_rows; r++) {
-            double *d = acc + row_offset(p, s->k, r) + i0;
-            grad_terms(g, s, p, r, i0, len);
-            for (int64_t i = 0; i < len; i++)
-                d[i] += (double)g[i];
-        }
-    }
+    TG_PARALLEL_LOOP(
+            p->n_rows * p->row_len, for (int64_t c = 0; c < p->n_chunks; c++) {
+                float g[CHUNK];
+                int64_t i0 = c * CHUNK;
+                int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
+                for (int64_t r = 0; r < p->n_rows; r++) {
+                    double *d = acc + row_offset(p, s->k, r) + i0;
+                    grad_terms(g, s, p, r, i0, len);
+                    for (int64_t i = 0; i < len; i++)
+                        d[i] += (double)g[i];
+                }
+            });
 }
 
 /*
@@ -322,18 +322,18 @@ grad_sum_within_rows(double *acc, double *part, const struct gsrc *s, const stru
 {
     int64_t n_tasks = p->n_rows * p->n_chunks;
 
-    TG_PARALLEL_FOR(p->n_rows * p->row_len)
-    for (int64_t t = 0; t < n_tasks; t++) {
-        float g[CHUNK];
-        int64_t r = t / p->n_chunks;
-        int64_t i0 = (t % p->n_chunks) * CHUNK;
-        int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
-        double sum = 0.0;
-        grad_terms(g, s, p, r, i0, len);
-        for (int64_t i = 0; i < len; i++)
-            sum += (double)g[i];
-        part[t] = sum;
-    }
+    TG_PARALLEL_LOOP(
+            p->n_rows * p->row_len, for (int64_t t = 0; t < n_tasks; t++) {
+                float g[CHUNK];
+                int64_t r = t / p->n_chunks;
+                int64_t i0 = (t % p->n_chunks) * CHUNK;
+                int64_t len = p->row_len - i0 < CHUNK ? p->row_len - i0 : CHUNK;
+                double sum = 0.0;
+                grad_terms(g, s, p, r, i0, len);
+                for (int64_t i = 0; i < len; i++)
+                    sum += (double)g[i];
+                part[t] = sum;
+            });
     for (int64_t t = 0; t < n_tasks; t++)
         acc[row_offset(p, s->k, t / p->n_chunks)] += part[t];
 }
@@ -454,92 +454,64 @@ static enum tg_status binary_backward_cb(struct tg_op_ctx *ctx,
 
 static void scale_forward(float *y, const float *x, int64_t n, float c)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = c * x[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = c * x[i];);
 }
 
 static void scale_backward(float *dx, const float *dy, int64_t n, float c)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += c * dy[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += c * dy[i];);
 }
 
 static void add_scalar_forward(float *y, const float *x, int64_t n, float c)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] + c;
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = x[i] + c;);
 }
 
 static void exp_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = expf(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]););
 }
 
 /* d exp(x) = exp(x) = y. */
 static void exp_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i] * y[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i];);
 }
 
 static void log_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = logf(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]););
 }
 
 static void log_backward(float *dx, const float *dy, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i] / x[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / x[i];);
 }
 
 static void sqrt_forward(float *y, const float *x, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sqrtf(x[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]););
 }
 
 /* d sqrt(x) = 1 / (2 sqrt(x)) = 1 / (2 y): infinite at 0, as in PyTorch. */
 static void sqrt_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i] / (2.0f * y[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / (2.0f * y[i]););
 }
 
 /* x^p with exact shortcuts for the common exponents (as PyTorch takes them). */
 static void pow_forward(float *y, const float *x, int64_t n, float p)
 {
     if (p == 2.0f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] * x[i];
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];);
     } else if (p == 3.0f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] * x[i] * x[i];
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i] * x[i];);
     } else if (p == 0.5f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = sqrtf(x[i]);
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]););
     } else if (p == -1.0f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = 1.0f / x[i];
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i];);
     } else {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = powf(x[i], p);
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], p););
     }
 }
 
@@ -553,17 +525,12 @@ static void pow_backward(float *dx, const float *dy, const float *x, int64_t n, 
     if (p == 0.0f)
         return;
     if (p == 2.0f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            dx[i] += dy[i] * 2.0f * x[i];
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * 2.0f * x[i];);
     } else if (p == 1.0f) {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            dx[i] += dy[i];
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i];);
     } else {
-        TG_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++)
-            dx[i] += dy[i] * (p * powf(x[i], p - 1.0f));
+        TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] +=
+                            dy[i] * (p * powf(x[i], p - 1.0f)););
     }
 }
 

@@ -8,16 +8,33 @@
 #include <tapegrad/gemm.h>
 #include <tapegrad/ops.h>
 
-/* Element-wise loops run on several threads only above this many elements. */
+/* Loops run on several threads only above this many elements. */
 #define TG_PARALLEL_MIN 32768
 
+/*
+ * TG_PARALLEL_LOOP(n, for-statement): run the loop on the kernel threads
+ * (tg_get_num_threads(), static schedule) when its work n is large enough,
+ * and as a plain loop otherwise. The small case never enters the OpenMP
+ * runtime, whose fork and join cost microseconds (a futex round trip and an
+ * allocation): that is what keeps the tape's per-op overhead small.
+ */
 #ifdef _OPENMP
 #define TG_PRAGMA(x) _Pragma(#x)
-#define TG_PARALLEL_FOR(n)                                                                         \
-    TG_PRAGMA(omp parallel for schedule(static) num_threads(tg_get_num_threads())               \
-                      if ((n) >= TG_PARALLEL_MIN))
+#define TG_PARALLEL_LOOP(n, ...)                                                                   \
+    do {                                                                                           \
+        int tg_nt_ = (n) >= TG_PARALLEL_MIN ? tg_get_num_threads() : 1;                            \
+        if (tg_nt_ > 1) {                                                                          \
+            TG_PRAGMA(omp parallel for schedule(static) num_threads(tg_nt_))                       \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
 #else
-#define TG_PARALLEL_FOR(n)
+#define TG_PARALLEL_LOOP(n, ...)                                                                   \
+    do {                                                                                           \
+        __VA_ARGS__                                                                                \
+    } while (0)
 #endif
 
 /* Shape callback: one input, output of the same shape. */

@@ -43,9 +43,7 @@ static double mse_forward(const float *a, const float *b, int64_t n)
 /* d/da sum (a - b)^2 = 2 (a - b); sign -1 gives the gradient for b. */
 static void mse_backward(float *dx, const float *a, const float *b, int64_t n, float k)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += k * (a[i] - b[i]);
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += k * (a[i] - b[i]););
 }
 
 /* log(sum_c exp(x_c)) of one row, shifted by the row's maximum. */
@@ -73,18 +71,18 @@ static void cross_entropy_forward(double *loss,
                                   int64_t c,
                                   float s)
 {
-    TG_PARALLEL_FOR(n * c)
-    for (int64_t i = 0; i < n; i++) {
-        const float *row = x + i * c;
-        double l = row_logsumexp(row, c);
-        double nll = l - (double)row[labels[i]];
-        double mean_x = 0.0;
-        for (int64_t j = 0; s != 0.0f && j < c; j++)
-            mean_x += (double)row[j];
-        mean_x /= (double)c;
-        loss[i] = s != 0.0f ? (1.0 - (double)s) * nll + (double)s * (l - mean_x) : nll;
-        lse[i] = l;
-    }
+    TG_PARALLEL_LOOP(
+            n * c, for (int64_t i = 0; i < n; i++) {
+                const float *row = x + i * c;
+                double l = row_logsumexp(row, c);
+                double nll = l - (double)row[labels[i]];
+                double mean_x = 0.0;
+                for (int64_t j = 0; s != 0.0f && j < c; j++)
+                    mean_x += (double)row[j];
+                mean_x /= (double)c;
+                loss[i] = s != 0.0f ? (1.0 - (double)s) * nll + (double)s * (l - mean_x) : nll;
+                lse[i] = l;
+            });
 }
 
 /* dx_ic += k (softmax(x_i)_c - q_ic), q_i = (1 - s) onehot(label_i) + s / c. */
@@ -98,16 +96,16 @@ static void cross_entropy_backward(float *dx,
                                    float k)
 {
     float off = s / (float)c;
-    TG_PARALLEL_FOR(n * c)
-    for (int64_t i = 0; i < n; i++) {
-        const float *row = x + i * c;
-        float *drow = dx + i * c;
-        for (int64_t j = 0; j < c; j++) {
-            float p = expf((float)((double)row[j] - lse[i]));
-            float q = j == labels[i] ? 1.0f - s + off : off;
-            drow[j] += k * (p - q);
-        }
-    }
+    TG_PARALLEL_LOOP(
+            n * c, for (int64_t i = 0; i < n; i++) {
+                const float *row = x + i * c;
+                float *drow = dx + i * c;
+                for (int64_t j = 0; j < c; j++) {
+                    float p = expf((float)((double)row[j] - lse[i]));
+                    float q = j == labels[i] ? 1.0f - s + off : off;
+                    drow[j] += k * (p - q);
+                }
+            });
 }
 
 static double nll_forward(const float *logp, const int32_t *labels, int64_t n, int64_t c)

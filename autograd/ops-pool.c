@@ -127,14 +127,14 @@ static void max_pool_forward(float *y, int32_t *idx, const float *x, const struc
     int64_t in_plane = g->h * g->w;
     int64_t out_plane = g->ho * g->wo;
     bool fast = is_2x2_stride_2(g);
-    TG_PARALLEL_FOR(g->planes * in_plane)
-    for (int64_t p = 0; p < g->planes; p++) {
-        int32_t *pidx = idx != NULL ? idx + p * out_plane : NULL;
-        if (fast)
-            max_pool_plane_2x2(y + p * out_plane, pidx, x + p * in_plane, g);
-        else
-            max_pool_plane(y + p * out_plane, pidx, x + p * in_plane, g);
-    }
+    TG_PARALLEL_LOOP(
+            g->planes * in_plane, for (int64_t p = 0; p < g->planes; p++) {
+                int32_t *pidx = idx != NULL ? idx + p * out_plane : NULL;
+                if (fast)
+                    max_pool_plane_2x2(y + p * out_plane, pidx, x + p * in_plane, g);
+                else
+                    max_pool_plane(y + p * out_plane, pidx, x + p * in_plane, g);
+            });
 }
 
 /* Each output's gradient goes to its window's winner; planes are disjoint. */
@@ -143,12 +143,12 @@ max_pool_backward(float *dx, const float *dy, const int32_t *idx, const struct p
 {
     int64_t in_plane = g->h * g->w;
     int64_t out_plane = g->ho * g->wo;
-    TG_PARALLEL_FOR(g->planes * in_plane)
-    for (int64_t p = 0; p < g->planes; p++) {
-        float *pdx = dx + p * in_plane;
-        for (int64_t o = p * out_plane; o < (p + 1) * out_plane; o++)
-            pdx[idx[o]] += dy[o];
-    }
+    TG_PARALLEL_LOOP(
+            g->planes * in_plane, for (int64_t p = 0; p < g->planes; p++) {
+                float *pdx = dx + p * in_plane;
+                for (int64_t o = p * out_plane; o < (p + 1) * out_plane; o++)
+                    pdx[idx[o]] += dy[o];
+            });
 }
 
 /* ---- Average pooling kernels ----------------------------------------------- */
@@ -193,13 +193,13 @@ static void avg_pool_forward(float *y, const float *x, const struct pool_geom *g
     int64_t in_plane = g->h * g->w;
     int64_t out_plane = g->ho * g->wo;
     bool fast = is_2x2_stride_2(g);
-    TG_PARALLEL_FOR(g->planes * in_plane)
-    for (int64_t p = 0; p < g->planes; p++) {
-        if (fast)
-            avg_pool_plane_2x2(y + p * out_plane, x + p * in_plane, g);
-        else
-            avg_pool_plane(y + p * out_plane, x + p * in_plane, g);
-    }
+    TG_PARALLEL_LOOP(
+            g->planes * in_plane, for (int64_t p = 0; p < g->planes; p++) {
+                if (fast)
+                    avg_pool_plane_2x2(y + p * out_plane, x + p * in_plane, g);
+                else
+                    avg_pool_plane(y + p * out_plane, x + p * in_plane, g);
+            });
 }
 
 /* dy / divisor to every input element of the window. */
@@ -223,9 +223,9 @@ static void avg_pool_backward(float *dx, const float *dy, const struct pool_geom
 {
     int64_t in_plane = g->h * g->w;
     int64_t out_plane = g->ho * g->wo;
-    TG_PARALLEL_FOR(g->planes * in_plane)
-    for (int64_t p = 0; p < g->planes; p++)
-        avg_pool_plane_backward(dx + p * in_plane, dy + p * out_plane, g);
+    TG_PARALLEL_LOOP(g->planes * in_plane,
+                     for (int64_t p = 0; p < g->planes; p++)
+                             avg_pool_plane_backward(dx + p * in_plane, dy + p * out_plane, g););
 }
 
 /* ---- Op table entries ------------------------------------------------------ */

@@ -124,11 +124,11 @@ static double sum_all(const float *x, int64_t n, double *part)
 {
     int64_t n_blocks = (n + SUM_BLOCK - 1) / SUM_BLOCK;
 
-    TG_PARALLEL_FOR(n)
-    for (int64_t b = 0; b < n_blocks; b++) {
-        int64_t i0 = b * SUM_BLOCK;
-        part[b] = sum_run(x + i0, n - i0 < SUM_BLOCK ? n - i0 : SUM_BLOCK);
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t b = 0; b < n_blocks; b++) {
+                int64_t i0 = b * SUM_BLOCK;
+                part[b] = sum_run(x + i0, n - i0 < SUM_BLOCK ? n - i0 : SUM_BLOCK);
+            });
     double s = 0.0;
     for (int64_t b = 0; b < n_blocks; b++)
         s += part[b];
@@ -138,9 +138,7 @@ static double sum_all(const float *x, int64_t n, double *part)
 /* dx += g everywhere. */
 static void fill_add_backward(float *dx, float g, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += g;
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += g;);
 }
 
 /*
@@ -156,41 +154,40 @@ static void sum_axis_forward(float *y,
                              double *acc)
 {
     if (inner == 1) {
-        TG_PARALLEL_FOR(outer * len)
-        for (int64_t o = 0; o < outer; o++)
-            y[o] = (float)(sum_run(x + o * len, len) / div);
+        TG_PARALLEL_LOOP(outer * len, for (int64_t o = 0; o < outer; o++) y[o] =
+                                              (float)(sum_run(x + o * len, len) / div););
         return;
     }
     int64_t n_chunks = (inner + AXIS_CHUNK - 1) / AXIS_CHUNK;
 
-    TG_PARALLEL_FOR(outer * len * inner)
-    for (int64_t t = 0; t < outer * n_chunks; t++) {
-        int64_t o = t / n_chunks;
-        int64_t i0 = (t % n_chunks) * AXIS_CHUNK;
-        int64_t n = inner - i0 < AXIS_CHUNK ? inner - i0 : AXIS_CHUNK;
-        double *a = acc + o * inner + i0;
-        memset(a, 0, (size_t)n * sizeof(double));
-        for (int64_t l = 0; l < len; l++) {
-            const float *row = x + (o * len + l) * inner + i0;
-            for (int64_t i = 0; i < n; i++)
-                a[i] += (double)row[i];
-        }
-        for (int64_t i = 0; i < n; i++)
-            y[o * inner + i0 + i] = (float)(a[i] / div);
-    }
+    TG_PARALLEL_LOOP(
+            outer * len * inner, for (int64_t t = 0; t < outer * n_chunks; t++) {
+                int64_t o = t / n_chunks;
+                int64_t i0 = (t % n_chunks) * AXIS_CHUNK;
+                int64_t n = inner - i0 < AXIS_CHUNK ? inner - i0 : AXIS_CHUNK;
+                double *a = acc + o * inner + i0;
+                memset(a, 0, (size_t)n * sizeof(double));
+                for (int64_t l = 0; l < len; l++) {
+                    const float *row = x + (o * len + l) * inner + i0;
+                    for (int64_t i = 0; i < n; i++)
+                        a[i] += (double)row[i];
+                }
+                for (int64_t i = 0; i < n; i++)
+                    y[o * inner + i0 + i] = (float)(a[i] / div);
+            });
 }
 
 /* dx[o, l, i] += dy[o, i] * scale. */
 static void sum_axis_backward(
         float *dx, const float *dy, int64_t outer, int64_t len, int64_t inner, float scale)
 {
-    TG_PARALLEL_FOR(outer * len * inner)
-    for (int64_t r = 0; r < outer * len; r++) {
-        float *d = dx + r * inner;
-        const float *g = dy + (r / len) * inner;
-        for (int64_t i = 0; i < inner; i++)
-            d[i] += g[i] * scale;
-    }
+    TG_PARALLEL_LOOP(
+            outer * len * inner, for (int64_t r = 0; r < outer * len; r++) {
+                float *d = dx + r * inner;
+                const float *g = dy + (r / len) * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    d[i] += g[i] * scale;
+            });
 }
 
 /*
@@ -228,11 +225,11 @@ static void softmax_lane(float *y, const float *x, int64_t n, int64_t step, bool
 static void
 softmax_forward(float *y, const float *x, int64_t outer, int64_t len, int64_t inner, bool log_out)
 {
-    TG_PARALLEL_FOR(outer * len * inner)
-    for (int64_t t = 0; t < outer * inner; t++) {
-        int64_t off = (t / inner) * len * inner + t % inner;
-        softmax_lane(y + off, x + off, len, inner, log_out);
-    }
+    TG_PARALLEL_LOOP(
+            outer * len * inner, for (int64_t t = 0; t < outer * inner; t++) {
+                int64_t off = (t / inner) * len * inner + t % inner;
+                softmax_lane(y + off, x + off, len, inner, log_out);
+            });
 }
 
 /*
@@ -265,11 +262,11 @@ static void softmax_backward(float *dx,
                              int64_t inner,
                              bool log_out)
 {
-    TG_PARALLEL_FOR(outer * len * inner)
-    for (int64_t t = 0; t < outer * inner; t++) {
-        int64_t off = (t / inner) * len * inner + t % inner;
-        softmax_lane_backward(dx + off, dy + off, y + off, len, inner, log_out);
-    }
+    TG_PARALLEL_LOOP(
+            outer * len * inner, for (int64_t t = 0; t < outer * inner; t++) {
+                int64_t off = (t / inner) * len * inner + t % inner;
+                softmax_lane_backward(dx + off, dy + off, y + off, len, inner, log_out);
+            });
 }
 
 /* ---- Op table entries ------------------------------------------------------ */

@@ -73,9 +73,7 @@ static void copy_forward(float *y, const float *x, int64_t n)
 
 static void copy_backward(float *dx, const float *dy, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dy[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += dy[i];);
 }
 
 #define TILE 32
@@ -116,10 +114,9 @@ static void concat_forward_one(
 static void concat_backward_one(
         float *dx, const float *dy, int64_t outer, int64_t len, int64_t total, int64_t offset)
 {
-    TG_PARALLEL_FOR(outer * len)
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < len; j++)
-            dx[o * len + j] += dy[o * total + offset + j];
+    TG_PARALLEL_LOOP(outer * len,
+                     for (int64_t o = 0; o < outer; o++) for (int64_t j = 0; j < len; j++)
+                             dx[o * len + j] += dy[o * total + offset + j];);
 }
 
 /* ---- Reshape and flatten ---------------------------------------------------- */

@@ -43,25 +43,25 @@ static void bn_batch_stats(
         float *mean, float *invstd, double *var_biased, const float *x, struct bn_dims d, float eps)
 {
     double count = (double)(d.n * d.s);
-    TG_PARALLEL_FOR(d.n * d.c * d.s)
-    for (int64_t c = 0; c < d.c; c++) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < d.n; i++) {
-            const float *row = x + (i * d.c + c) * d.s;
-            for (int64_t k = 0; k < d.s; k++)
-                sum += (double)row[k];
-        }
-        double m = sum / count;
-        double sq = 0.0;
-        for (int64_t i = 0; i < d.n; i++) {
-            const float *row = x + (i * d.c + c) * d.s;
-            for (int64_t k = 0; k < d.s; k++)
-                sq += ((double)row[k] - m) * ((double)row[k] - m);
-        }
-        var_biased[c] = sq / count;
-        mean[c] = (float)m;
-        invstd[c] = (float)(1.0 / sqrt(var_biased[c] + (double)eps));
-    }
+    TG_PARALLEL_LOOP(
+            d.n * d.c * d.s, for (int64_t c = 0; c < d.c; c++) {
+                double sum = 0.0;
+                for (int64_t i = 0; i < d.n; i++) {
+                    const float *row = x + (i * d.c + c) * d.s;
+                    for (int64_t k = 0; k < d.s; k++)
+                        sum += (double)row[k];
+                }
+                double m = sum / count;
+                double sq = 0.0;
+                for (int64_t i = 0; i < d.n; i++) {
+                    const float *row = x + (i * d.c + c) * d.s;
+                    for (int64_t k = 0; k < d.s; k++)
+                        sq += ((double)row[k] - m) * ((double)row[k] - m);
+                }
+                var_biased[c] = sq / count;
+                mean[c] = (float)m;
+                invstd[c] = (float)(1.0 / sqrt(var_biased[c] + (double)eps));
+            });
 }
 
 /* y = (x - mean) invstd weight + bias, per channel. */
@@ -73,16 +73,16 @@ static void bn_forward_kernel(float *y,
                               const float *bias,
                               struct bn_dims d)
 {
-    TG_PARALLEL_FOR(d.n * d.c * d.s)
-    for (int64_t nc = 0; nc < d.n * d.c; nc++) {
-        int64_t c = nc % d.c;
-        float g = (weight ? weight[c] : 1.0f) * invstd[c];
-        float b = bias ? bias[c] : 0.0f;
-        const float *xr = x + nc * d.s;
-        float *yr = y + nc * d.s;
-        for (int64_t k = 0; k < d.s; k++)
-            yr[k] = (xr[k] - mean[c]) * g + b;
-    }
+    TG_PARALLEL_LOOP(
+            d.n * d.c * d.s, for (int64_t nc = 0; nc < d.n * d.c; nc++) {
+                int64_t c = nc % d.c;
+                float g = (weight ? weight[c] : 1.0f) * invstd[c];
+                float b = bias ? bias[c] : 0.0f;
+                const float *xr = x + nc * d.s;
+                float *yr = y + nc * d.s;
+                for (int64_t k = 0; k < d.s; k++)
+                    yr[k] = (xr[k] - mean[c]) * g + b;
+            });
 }
 
 /*
@@ -103,37 +103,37 @@ static void bn_backward_kernel(float *dx,
                                bool training)
 {
     double count = (double)(d.n * d.s);
-    TG_PARALLEL_FOR(d.n * d.c * d.s)
-    for (int64_t c = 0; c < d.c; c++) {
-        double sum_dy = 0.0;
-        double sum_dy_xhat = 0.0;
-        for (int64_t i = 0; i < d.n; i++) {
-            const float *xr = x + (i * d.c + c) * d.s;
-            const float *gr = dy + (i * d.c + c) * d.s;
-            for (int64_t k = 0; k < d.s; k++) {
-                sum_dy += (double)gr[k];
-                sum_dy_xhat += (double)gr[k] * (double)((xr[k] - mean[c]) * invstd[c]);
-            }
-        }
-        if (dbias)
-            dbias[c] += (float)sum_dy;
-        if (dweight)
-            dweight[c] += (float)sum_dy_xhat;
-        if (!dx)
-            continue;
-        double gi = (double)((weight ? weight[c] : 1.0f) * invstd[c]);
-        double mean_dy = training ? sum_dy / count : 0.0;
-        double mean_dy_xhat = training ? sum_dy_xhat / count : 0.0;
-        for (int64_t i = 0; i < d.n; i++) {
-            const float *xr = x + (i * d.c + c) * d.s;
-            const float *gr = dy + (i * d.c + c) * d.s;
-            float *dr = dx + (i * d.c + c) * d.s;
-            for (int64_t k = 0; k < d.s; k++) {
-                double xhat = (double)((xr[k] - mean[c]) * invstd[c]);
-                dr[k] += (float)(gi * ((double)gr[k] - mean_dy - xhat * mean_dy_xhat));
-            }
-        }
-    }
+    TG_PARALLEL_LOOP(
+            d.n * d.c * d.s, for (int64_t c = 0; c < d.c; c++) {
+                double sum_dy = 0.0;
+                double sum_dy_xhat = 0.0;
+                for (int64_t i = 0; i < d.n; i++) {
+                    const float *xr = x + (i * d.c + c) * d.s;
+                    const float *gr = dy + (i * d.c + c) * d.s;
+                    for (int64_t k = 0; k < d.s; k++) {
+                        sum_dy += (double)gr[k];
+                        sum_dy_xhat += (double)gr[k] * (double)((xr[k] - mean[c]) * invstd[c]);
+                    }
+                }
+                if (dbias)
+                    dbias[c] += (float)sum_dy;
+                if (dweight)
+                    dweight[c] += (float)sum_dy_xhat;
+                if (!dx)
+                    continue;
+                double gi = (double)((weight ? weight[c] : 1.0f) * invstd[c]);
+                double mean_dy = training ? sum_dy / count : 0.0;
+                double mean_dy_xhat = training ? sum_dy_xhat / count : 0.0;
+                for (int64_t i = 0; i < d.n; i++) {
+                    const float *xr = x + (i * d.c + c) * d.s;
+                    const float *gr = dy + (i * d.c + c) * d.s;
+                    float *dr = dx + (i * d.c + c) * d.s;
+                    for (int64_t k = 0; k < d.s; k++) {
+                        double xhat = (double)((xr[k] - mean[c]) * invstd[c]);
+                        dr[k] += (float)(gi * ((double)gr[k] - mean_dy - xhat * mean_dy_xhat));
+                    }
+                }
+            });
 }
 
 /* ---- Op table entry -------------------------------------------------------- */

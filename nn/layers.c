@@ -800,16 +800,12 @@ static void dropout_forward_kernel(
     float scale = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < n; i++)
         mask[i] = tg_rng_uniform(rng) < p ? 0.0f : scale;
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] * mask[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) y[i] = x[i] * mask[i];);
 }
 
 static void dropout_backward_kernel(float *dx, const float *dy, const float *mask, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += mask ? dy[i] * mask[i] : dy[i];
+    TG_PARALLEL_LOOP(n, for (int64_t i = 0; i < n; i++) dx[i] += mask ? dy[i] * mask[i] : dy[i];);
 }
 
 static enum tg_status dropout_shape(

@@ -57,13 +57,13 @@ static float sigmoid(float x)
 static void
 bce_backward_kernel(float *dx, float *dt, float g, const float *x, const float *t, int64_t n)
 {
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        if (dx)
-            dx[i] += g * (sigmoid(x[i]) - t[i]);
-        if (dt)
-            dt[i] -= g * x[i];
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                if (dx)
+                    dx[i] += g * (sigmoid(x[i]) - t[i]);
+                if (dt)
+                    dt[i] -= g * x[i];
+            });
 }
 
 static enum tg_status

@@ -245,15 +245,15 @@ sgd_update(float *w, float *buf, const float *g, int64_t n, const struct tg_opti
     const float wd = (float)opt->weight_decay;
     const float mom = (float)opt->momentum;
     const bool nesterov = opt->nesterov;
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        float d = wd != 0.0f ? g[i] + wd * w[i] : g[i];
-        if (buf != NULL) {
-            buf[i] = first ? d : buf[i] * mom + d; // dampening 0
-            d = nesterov ? d + mom * buf[i] : buf[i];
-        }
-        w[i] = w[i] + -lr * d;
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                float d = wd != 0.0f ? g[i] + wd * w[i] : g[i];
+                if (buf != NULL) {
+                    buf[i] = first ? d : buf[i] * mom + d; // dampening 0
+                    d = nesterov ? d + mom * buf[i] : buf[i];
+                }
+                w[i] = w[i] + -lr * d;
+            });
 }
 
 /* Adam and AdamW; the step count t >= 1 is already advanced. */
@@ -279,16 +279,16 @@ static void adam_update(float *w,
     const float l2 = decoupled ? 0.0f : (float)opt->weight_decay;
     const float decay = (float)(1.0 - opt->lr * opt->weight_decay);
     const bool do_decay = decoupled && opt->weight_decay != 0.0;
-    TG_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        if (do_decay)
-            w[i] = w[i] * decay;
-        float d = l2 != 0.0f ? g[i] + l2 * w[i] : g[i];
-        m[i] = m[i] * b1 + one_b1 * d;
-        v[i] = v[i] * b2 + one_b2 * d * d;
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        w[i] = w[i] + neg_step_size * m[i] / denom;
-    }
+    TG_PARALLEL_LOOP(
+            n, for (int64_t i = 0; i < n; i++) {
+                if (do_decay)
+                    w[i] = w[i] * decay;
+                float d = l2 != 0.0f ? g[i] + l2 * w[i] : g[i];
+                m[i] = m[i] * b1 + one_b1 * d;
+                v[i] = v[i] * b2 + one_b2 * d * d;
+                float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+                w[i] = w[i] + neg_step_size * m[i] / denom;
+            });
 }
 
 /* ---- Running an optimiser ------------------------------------------------- */
@@ -614,9 +614,7 @@ tg_clip_grad_norm(struct tg_tensor *const *params, size_t n, double max_norm, do
         for (size_t i = 0; i < n; i++) {
             float *g = params[i]->grad;
             int64_t len = g != NULL ? params[i]->n_elems : 0;
-            TG_PARALLEL_FOR(len)
-            for (int64_t k = 0; k < len; k++)
-                g[k] = g[k] * c;
+            TG_PARALLEL_LOOP(len, for (int64_t k = 0; k < len; k++) g[k] = g[k] * c;);
         }
         TG_LOG_DEBUG("clipped gradients (total norm %g, max_norm %g)", total, max_norm);
     }
@@ -638,9 +636,10 @@ enum tg_status tg_clip_grad_value(struct tg_tensor *const *params, size_t n, dou
     for (size_t i = 0; i < n; i++) {
         float *g = params[i]->grad;
         int64_t len = g != NULL ? params[i]->n_elems : 0;
-        TG_PARALLEL_FOR(len)
-        for (int64_t k = 0; k < len; k++)
-            g[k] = g[k] > hi ? hi : g[k] < -hi ? -hi : g[k]; // NaN compares false: kept
+        TG_PARALLEL_LOOP(len, for (int64_t k = 0; k < len; k++) g[k] =
+                                      g[k] > hi    ? hi
+                                      : g[k] < -hi ? -hi
+                                                   : g[k];); // NaN compares false: kept
     }
     return TG_OK;
 }
