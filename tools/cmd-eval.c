@@ -77,7 +77,7 @@ static int evaluate_file(const char *path, const char *model_name, const char *d
         st = test && tape ? tg_tape_begin(tape) : tg_last_status();
     }
     if (st == TG_OK) {
-        st = evaluate(model, test, tape, 1000, &ev);
+        st = evaluate(model, test, tape, EVAL_BATCH, &ev);
         tg_tape_end(tape);
     }
     if (st == TG_OK) {

@@ -595,7 +595,7 @@ static int run_epoch(struct run *r, bool tty)
     }
     double train_loss = seen ? loss_sum / (double)seen : 0;
     struct eval_result ev;
-    if (evaluate(r->model, r->test, r->tape, 1000, &ev) != TG_OK) {
+    if (evaluate(r->model, r->test, r->tape, EVAL_BATCH, &ev) != TG_OK) {
         fprintf(stderr, "\n" PREFIX ": %s\n", tg_last_error());
         return CLI_EXIT_FAILURE;
     }

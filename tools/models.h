@@ -26,6 +26,12 @@ struct tg_nn_module *model_build(const char *name, struct tg_rng *rng);
 /** Whether name is a model model_build() knows. */
 bool model_is_known(const char *name);
 
+/**
+ * Images per evaluation batch: large enough to keep the GEMMs efficient, small
+ * enough that the no-grad activations of one batch stay near 60 MiB.
+ */
+#define EVAL_BATCH 200
+
 /** Results of evaluate(). */
 struct eval_result {
     double loss;               // mean cross-entropy
