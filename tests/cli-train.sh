@@ -24,7 +24,7 @@ check() { # description, then the command's status must equal $expect
 
 # Bad command lines: status 2, one line of error then a hint, nothing on stdout.
 for args in "--epochs" "--epochs 0" "--bogus 1" "--model resnet" "--optimizer rmsprop" \
-    "--data /nonexistent" "--batch -3" "--lr abc"; do
+    "--data /nonexistent" "--batch -3" "--lr abc" "--schedule linear"; do
     # shellcheck disable=SC2086
     "$tg" train $args >"$tmp/out" 2>"$tmp/err"
     status=$? expect=2 check "train $args refused"
@@ -36,7 +36,7 @@ done
 "$tg" eval >/dev/null 2>&1
 status=$? expect=2 check "eval without --checkpoint refused"
 
-common="--model mlp --limit 1280 --batch 64 --seed 3 --threads 1 --quiet"
+common="--model mlp --limit 1280 --batch 64 --seed 3 --threads 1 --schedule cosine --quiet"
 
 # Uninterrupted: 2 epochs.
 # shellcheck disable=SC2086

@@ -22,6 +22,7 @@ struct train_opts {
     long batch;
     double lr;
     const char *optimizer;
+    const char *schedule;
     long seed;
     long threads;
     const char *data;
@@ -46,6 +47,8 @@ static const char usage[] =
         "  --batch N               mini-batch size (64)\n"
         "  --lr X                  learning rate (1e-3 for adam/adamw, 0.05 for sgd)\n"
         "  --optimizer sgd|adam|adamw  optimiser (adam); sgd uses momentum 0.9\n"
+        "  --schedule none|step|cosine  learning rate per epoch: constant, x0.1 every\n"
+        "                          third of the run, or cosine annealing to 0 (none)\n"
         "  --seed N                seed of initialisation, shuffling and dropout (1)\n"
         "  --threads N             threads of the kernels (all cores)\n"
         "  --data DIR              directory of the four IDX files (" TG_FASHION_MNIST_DEFAULT_DIR
@@ -94,9 +97,9 @@ static bool parse_double(const char *opt, const char *text, double lo, double hi
 static bool is_valued_option(const char *a)
 {
     static const char *const names[] = {
-            "--model",   "--epochs",   "--batch",     "--lr",     "--optimizer",  "--seed",
-            "--threads", "--data",     "--save",      "--resume", "--init",       "--grad-clip",
-            "--metrics", "--grad-low", "--grad-high", "--limit",  "--limit-test",
+            "--model",     "--schedule", "--epochs",   "--batch",     "--lr",     "--optimizer",
+            "--seed",      "--threads",  "--data",     "--save",      "--resume", "--init",
+            "--grad-clip", "--metrics",  "--grad-low", "--grad-high", "--limit",  "--limit-test",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(a, names[i]) == 0)
@@ -106,8 +109,16 @@ static bool is_valued_option(const char *a)
 
 static int parse_opts(int argc, char **argv, struct train_opts *o)
 {
-    *o = (struct train_opts){"cnn", 12,   64, -1,   "adam", 1,    0,   NULL,  NULL, NULL,
-                             NULL,  true, 0,  NULL, false,  1e-6, 1e3, false, 0,    0};
+    *o = (struct train_opts){.model = "cnn",
+                             .epochs = 12,
+                             .batch = 64,
+                             .lr = -1,
+                             .optimizer = "adam",
+                             .schedule = "none",
+                             .seed = 1,
+                             .shuffle = true,
+                             .grad_low = 1e-6,
+                             .grad_high = 1e3};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -147,6 +158,10 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
             if (strcmp(v, "sgd") != 0 && strcmp(v, "adam") != 0 && strcmp(v, "adamw") != 0)
                 return cli_usage_error(CMD, "--optimizer: '%s' is not one of sgd|adam|adamw", v);
             o->optimizer = v;
+        } else if (strcmp(a, "--schedule") == 0) {
+            if (strcmp(v, "none") != 0 && strcmp(v, "step") != 0 && strcmp(v, "cosine") != 0)
+                return cli_usage_error(CMD, "--schedule: '%s' is not one of none|step|cosine", v);
+            o->schedule = v;
         } else if (strcmp(a, "--seed") == 0) {
             ok = cli_parse_int(CMD, a, v, 0, 2147483647L, &o->seed);
         } else if (strcmp(a, "--threads") == 0) {
@@ -567,12 +582,31 @@ static void skip_batches(struct run *r)
         tg_batch_iter_next(r->it, r->x, r->labels);
 }
 
+/* The learning rate of the epoch about to run, from --schedule. */
+static enum tg_status apply_schedule(struct run *r)
+{
+    struct tg_lr_schedule sch = {.base_lr = r->o.lr, .kind = TG_LR_CONSTANT};
+    if (strcmp(r->o.schedule, "step") == 0) {
+        sch.kind = TG_LR_STEP;
+        sch.step_size = r->o.epochs >= 3 ? r->o.epochs / 3 : 1;
+        sch.gamma = 0.1;
+    } else if (strcmp(r->o.schedule, "cosine") == 0) {
+        sch.kind = TG_LR_COSINE;
+        sch.t_max = r->o.epochs;
+    }
+    return tg_optim_set_lr(r->opt, tg_lr_schedule_at(&sch, r->epoch));
+}
+
 static int run_epoch(struct run *r, bool tty)
 {
     int64_t total = tg_batch_iter_n_batches(r->it);
     double t0 = now_s(), loss_sum = 0;
     int64_t seen = 0, steps = 0, n;
     tg_nn_set_training(r->model, true);
+    if (apply_schedule(r) != TG_OK) {
+        fprintf(stderr, PREFIX ": %s\n", tg_last_error());
+        return CLI_EXIT_FAILURE;
+    }
     skip_batches(r);
     while ((n = tg_batch_iter_next(r->it, r->x, r->labels)) > 0) {
         double loss = train_step(r, n);
