@@ -48,7 +48,7 @@ static const char usage[] =
         "  --lr X                  learning rate (1e-3 for adam/adamw, 0.05 for sgd)\n"
         "  --optimizer sgd|adam|adamw  optimiser (adam); sgd uses momentum 0.9\n"
         "  --schedule none|step|cosine  learning rate per epoch: constant, x0.1 every\n"
-        "                          third of the run, or cosine annealing to 0 (none)\n"
+        "                          third of the run, or cosine annealing to 0 (cosine)\n"
         "  --seed N                seed of initialisation, shuffling and dropout (1)\n"
         "  --threads N             threads of the kernels (all cores)\n"
         "  --data DIR              directory of the four IDX files (" TG_FASHION_MNIST_DEFAULT_DIR
@@ -114,7 +114,7 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
                              .batch = 64,
                              .lr = -1,
                              .optimizer = "adam",
-                             .schedule = "none",
+                             .schedule = "cosine",
                              .seed = 1,
                              .shuffle = true,
                              .grad_low = 1e-6,
