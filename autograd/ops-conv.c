@@ -17,17 +17,24 @@
  * fraction of the GEMM it feeds. A 1x1 kernel with stride 1 and no padding
  * needs no columns: x itself is the column matrix.
  *
- * Threads: images are processed one after the other and each product is
- * threaded inside tg_sgemm(), which splits C among threads; im2col, col2im and
- * the bias sum are split over rows or channels. No sum is split across
- * threads (dW accumulates image by image with beta = 1), so every result is
- * bit-identical from run to run and does not depend on the thread count as
- * long as tg_sgemm()'s do not. Splitting the batch over threads instead would
- * run products concurrently, and tg_sgemm() keeps one set of packing buffers
- * per process: a second concurrent product allocates its own on every call,
- * which a warm training step must not do.
+ * Threads: one parallel region per pass splits the batch. Each thread takes
+ * whole images with its own column scratch and runs single-threaded products
+ * (tg_sgemm()'s packing buffers are a pool that concurrent calls share, so a
+ * warm step allocates nothing). y and dx are per image, so each thread writes
+ * its own part. dW is a sum over images: the batch is cut into a fixed number
+ * of chunks that depends only on the batch and layer sizes, each chunk sums
+ * its images in order into a partial, and the partials are added in chunk
+ * order. So every result is bit-identical from run to run and for any thread
+ * count. With fewer images than threads (a single image, say), the images run
+ * one after the other and each product is threaded inside tg_sgemm().
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <tapegrad/gemm.h>
 
@@ -81,11 +88,19 @@ static void geom_init(struct conv_geom *g,
     g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-/* Scratch of one call: the column matrix and, with padding, the padded planes. */
+/* Scratch of one thread: the column matrix and the group's staged planes. */
 struct conv_ws {
-    float *cols; // (Kg, P), reused for dcols in backward; NULL when direct
-    float *xpad; // (Cg, H + 2 ph, W + 2 pw), or NULL without padding
+    float *cols; // (Kg, P) + SLACK, reused for dcols in backward; NULL when direct
+    float *xpad; // (Cg, H + 2 ph, W + 2 pw) + SLACK, zero-bordered; NULL when direct
 };
+
+/* Floats past the end of cols and xpad that copy_floats8() may touch. */
+#define SLACK 8
+
+/* Upper bounds of the threads of one pass and of the dW chunks (see the top). */
+#define CONV_MAX_THREADS 64
+#define MAX_CHUNKS       16
+#define CHUNK_FLOATS     ((int64_t)1 << 24) // 64 MiB of dW partials at most
 
 /* ---- Kernels: outputs first ---------------------------------------------- */
 
@@ -108,61 +123,76 @@ valid_span(int64_t *lo, int64_t *hi, int64_t off, int64_t stride, int64_t size, 
     *hi = b < *lo ? *lo : b > n_out ? n_out : b;
 }
 
-/* xp (Cg, Hp, Wp) = the planes of xg (Cg, H, W) inside a border of ph, pw zeros. */
+/*
+ * d[0..n) = s[0..n) in blocks of eight floats, so it may read and write up to
+ * seven floats past n: the callers' buffers leave that room (SLACK), and a
+ * later copy overwrites what spilled into the next row. Rows are short (14
+ * floats in a 14x14 layer), where a memcpy() call per row costs more than the
+ * copy.
+ */
+static inline void copy_floats8(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 8)
+        memcpy(d + i, s + i, 8 * sizeof(float));
+}
+
+/* xp (Cg, Hp, Wp) + SLACK = the planes of xg (Cg, H, W) inside a border of ph, pw zeros. */
 static void pad_planes(float *xp, const float *xg, const struct conv_geom *g)
 {
     int64_t hp = g->h + 2 * g->ph;
     int64_t wp = g->w + 2 * g->pw;
-    memset(xp, 0, (size_t)(g->cg * hp * wp) * sizeof(float));
+    int64_t plane = hp * wp;
+    if (g->ph == 0 && g->pw == 0) {
+        memcpy(xp, xg, (size_t)(g->cg * plane) * sizeof(float));
+        memset(xp + g->cg * plane, 0, SLACK * sizeof(float));
+        return;
+    }
+    memset(xp, 0, (size_t)(g->cg * plane + SLACK) * sizeof(float));
     for (int64_t c = 0; c < g->cg; c++)
         for (int64_t ih = 0; ih < g->h; ih++)
-            memcpy(xp + (c * hp + ih + g->ph) * wp + g->pw, xg + (c * g->h + ih) * g->w,
+            memcpy(xp + c * plane + (ih + g->ph) * wp + g->pw, xg + (c * g->h + ih) * g->w,
                    (size_t)g->w * sizeof(float));
 }
 
 /*
- * cols (Kg, P) from one group's channels xg (Cg, H, W). With padding, xg is
- * first copied into xpad (Cg, H + 2 ph, W + 2 pw) with zero borders, so that
- * every tap reads in bounds: row (c, i, j) of cols is then a strided 2-d copy
- * of plane c, one memcpy per output row when the stride is 1.
+ * cols (Kg, P) from one group's channels xg (Cg, H, W). The planes are first
+ * staged in xpad with their zero borders, so that every tap reads in bounds:
+ * row (c, i, j) of cols is then a strided 2-d copy of plane c, one short
+ * block copy per output row when the stride is 1.
  */
 static void im2col(float *cols, float *xpad, const float *xg, const struct conv_geom *g)
 {
     int64_t hp = g->h + 2 * g->ph;
     int64_t wp = g->w + 2 * g->pw;
-    const float *xs = xg;
-    if (g->ph > 0 || g->pw > 0) {
-        pad_planes(xpad, xg, g);
-        xs = xpad;
-    }
+    pad_planes(xpad, xg, g);
     int64_t taps = g->kh * g->kw;
-    int64_t total = g->kg * g->p;
-    (void)total; // only read by the OpenMP clause
-    TG_PARALLEL_LOOP(
-            total, for (int64_t r = 0; r < g->kg; r++) {
-                int64_t c = r / taps;
-                int64_t i = r % taps / g->kw;
-                int64_t j = r % g->kw;
-                const float *src = xs + (c * hp + i * g->dh) * wp + j * g->dw;
-                float *row = cols + r * g->p;
-                for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
-                    const float *s = src + oh * g->sh * wp;
-                    if (g->sw == 1) {
-                        memcpy(row, s, (size_t)g->wo * sizeof(float));
-                    } else {
-                        for (int64_t ow = 0; ow < g->wo; ow++)
-                            row[ow] = s[ow * g->sw];
-                    }
-                }
-            });
+    for (int64_t r = 0; r < g->kg; r++) {
+        int64_t c = r / taps;
+        int64_t i = r % taps / g->kw;
+        int64_t j = r % g->kw;
+        const float *src = xpad + (c * hp + i * g->dh) * wp + j * g->dw;
+        float *row = cols + r * g->p;
+        for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
+            const float *s = src + oh * g->sh * wp;
+            if (g->sw == 1) {
+                copy_floats8(row, s, g->wo);
+            } else {
+                for (int64_t ow = 0; ow < g->wo; ow++)
+                    row[ow] = s[ow * g->sw];
+            }
+        }
+    }
 }
 
 /*
  * Add row (i, j) of dcols into channel plane dxc (H, W): the adjoint of that
  * row's im2col copy, skipping the padding instead of staging it.
  */
-static void
-col2im_row(float *dxc, const float *row, int64_t i, int64_t j, const struct conv_geom *g)
+static void col2im_row(float *restrict dxc,
+                       const float *restrict row,
+                       int64_t i,
+                       int64_t j,
+                       const struct conv_geom *g)
 {
     int64_t offh = i * g->dh - g->ph;
     int64_t offw = j * g->dw - g->pw;
@@ -172,7 +202,7 @@ col2im_row(float *dxc, const float *row, int64_t i, int64_t j, const struct conv
         int64_t ih = oh * g->sh + offh;
         if (ih < 0 || ih >= g->h)
             continue;
-        float *dxr = dxc + ih * g->w;
+        float *restrict dxr = dxc + ih * g->w;
         if (g->sw == 1) {
             for (int64_t ow = lo; ow < hi; ow++)
                 dxr[ow + offw] += row[ow];
@@ -183,19 +213,14 @@ col2im_row(float *dxc, const float *row, int64_t i, int64_t j, const struct conv
     }
 }
 
-/*
- * dxg (Cg, H, W) += col2im(dcols (Kg, P)). The taps of one channel overlap in
- * dx, so threads split channels and add each channel's taps in order.
- */
+/* dxg (Cg, H, W) += col2im(dcols (Kg, P)), channel by channel, taps in order. */
 static void col2im(float *dxg, const float *dcols, const struct conv_geom *g)
 {
-    int64_t total = g->kg * g->p;
-    (void)total; // only read by the OpenMP clause
-    TG_PARALLEL_LOOP(
-            total, for (int64_t c = 0; c < g->cg; c++) for (int64_t i = 0; i < g->kh;
-                                                            i++) for (int64_t j = 0; j < g->kw; j++)
-                           col2im_row(dxg + c * g->h * g->w,
-                                      dcols + ((c * g->kh + i) * g->kw + j) * g->p, i, j, g););
+    for (int64_t c = 0; c < g->cg; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                col2im_row(dxg + c * g->h * g->w, dcols + ((c * g->kh + i) * g->kw + j) * g->p, i,
+                           j, g);
 }
 
 /* One image: y (O, P) = W_g cols_g per group, plus bias (O) or NULL; x (C, H, W). */
@@ -230,11 +255,13 @@ static enum tg_status conv_image_forward(float *y,
 }
 
 /*
- * One image: dw (O, Kg) += dY_g cols_g^T and dx (C, H, W) += col2im(W_g^T dY_g)
- * per group; dw or dx NULL skips that part. cols is reused for dcols.
+ * One image: dw (O, Kg) = dw_beta dw + dY_g cols_g^T and dx (C, H, W) +=
+ * col2im(W_g^T dY_g) per group; dw or dx NULL skips that part. cols is reused
+ * for dcols.
  */
 static enum tg_status conv_image_backward(float *dx,
                                           float *dw,
+                                          float dw_beta,
                                           const float *dy,
                                           const float *x,
                                           const float *w,
@@ -248,14 +275,14 @@ static enum tg_status conv_image_backward(float *dx,
         const float *dyg = dy + gi * g->og * g->p;
         const float *wg = w + gi * g->og * g->kg;
 
-        /* dW_g (Og, Kg) += dY_g (Og, P) cols^T (P, Kg) */
+        /* dW_g (Og, Kg) = dw_beta dW_g + dY_g (Og, P) cols^T (P, Kg) */
         if (dw != NULL) {
             const float *src = x + xoff;
             if (!g->direct) {
                 im2col(cols, ws->xpad, x + xoff, g);
                 src = cols;
             }
-            st = tg_sgemm(false, true, g->og, g->kg, g->p, 1.0f, dyg, g->p, src, g->p, 1.0f,
+            st = tg_sgemm(false, true, g->og, g->kg, g->p, 1.0f, dyg, g->p, src, g->p, dw_beta,
                           dw + gi * g->og * g->kg, g->kg);
         }
 
@@ -299,6 +326,109 @@ static void bias_backward(float *db, const float *dy, const struct conv_geom *g)
                     sum += (double)row_sum(dy + (n * g->o + o) * g->p, g->p);
                 db[o] += (float)sum;
             });
+}
+
+/* ---- Passes over the batch -------------------------------------------------- */
+
+/* One pass over the batch: its tensors, and what each part of it computes. */
+struct conv_pass {
+    const struct conv_geom *g;
+    const float *x;
+    const float *w;
+    const float *bias; // forward: the bias or NULL
+    const float *dy;   // backward: dY (N, O, P)
+    float *y;          // forward: y (N, O, P)
+    float *dx;         // backward: dX (N, C, H, W) or NULL
+    float *dw_parts;   // backward: n_chunks partial dW (O, Kg), or NULL
+    int64_t n_chunks;  // backward: parts of the batch, each summed into its own partial
+    bool backward;
+};
+
+/* Images [lo, hi) of part q when n images are cut into n_parts parts. */
+static void part_range(int64_t n, int64_t n_parts, int64_t q, int64_t *lo, int64_t *hi)
+{
+    *lo = q * n / n_parts;
+    *hi = (q + 1) * n / n_parts;
+}
+
+/* Items [lo, hi) of a pass (forward: images; backward: chunks) with scratch ws. */
+static enum tg_status
+run_items(const struct conv_pass *ps, int64_t lo, int64_t hi, const struct conv_ws *ws)
+{
+    const struct conv_geom *g = ps->g;
+    int64_t xs = g->c * g->h * g->w;
+    int64_t ys = g->o * g->p;
+    enum tg_status st = TG_OK;
+    for (int64_t it = lo; it < hi && st == TG_OK; it++) {
+        if (!ps->backward) {
+            st = conv_image_forward(ps->y + it * ys, ps->x + it * xs, ps->w, ps->bias, ws, g);
+            continue;
+        }
+        int64_t n0, n1;
+        part_range(g->n, ps->n_chunks, it, &n0, &n1);
+        float *dw = ps->dw_parts ? ps->dw_parts + it * g->o * g->kg : NULL;
+        for (int64_t n = n0; n < n1 && st == TG_OK; n++)
+            st = conv_image_backward(ps->dx ? ps->dx + n * xs : NULL, dw, n == n0 ? 0.0f : 1.0f,
+                                     ps->dy + n * ys, ps->x + n * xs, ps->w, ws, g);
+    }
+    return st;
+}
+
+/*
+ * Run items [0, n_items) of a pass on n_threads threads, each on a contiguous
+ * share with its own scratch ws[t]; one thread runs them all in place. A
+ * failure inside a thread (out of memory in tg_sgemm()) is recorded again on
+ * the calling thread.
+ */
+static enum tg_status
+run_pass(const struct conv_pass *ps, int64_t n_items, int n_threads, const struct conv_ws *ws)
+{
+    if (n_threads <= 1)
+        return run_items(ps, 0, n_items, &ws[0]);
+#ifdef _OPENMP
+    enum tg_status first = TG_OK;
+    char msg[256] = "";
+#pragma omp parallel num_threads(n_threads)
+    {
+        int t = omp_get_thread_num();
+        int64_t lo, hi;
+        part_range(n_items, omp_get_num_threads(), t, &lo, &hi);
+        enum tg_status st = run_items(ps, lo, hi, &ws[t]);
+        if (st != TG_OK) {
+#pragma omp critical(tg_conv_error)
+            if (first == TG_OK) {
+                first = st;
+                snprintf(msg, sizeof(msg), "%s", tg_last_error());
+            }
+        }
+    }
+    if (first != TG_OK)
+        return tg_error_set(first, "%s", msg);
+    return TG_OK;
+#else
+    return run_items(ps, 0, n_items, &ws[0]);
+#endif
+}
+
+/* Threads for n_items items: one per item at most. */
+static int pass_threads(int64_t n_items)
+{
+    int n = tg_get_num_threads();
+    if (n > CONV_MAX_THREADS)
+        n = CONV_MAX_THREADS;
+    return n_items < n ? (int)n_items : n;
+}
+
+/*
+ * Chunks of the batch for dW: a function of the batch and layer sizes only,
+ * never of the thread count, so that the sum order is fixed.
+ */
+static int64_t dw_chunks(const struct conv_geom *g)
+{
+    int64_t n = g->n < MAX_CHUNKS ? g->n : MAX_CHUNKS;
+    while (n > 1 && n * g->o * g->kg > CHUNK_FLOATS)
+        n /= 2;
+    return n < 1 ? 1 : n;
 }
 
 /* ---- Shape check ----------------------------------------------------------- */
@@ -382,10 +512,11 @@ static enum tg_status conv_shape(
                             (long long)g.ho, (long long)g.wo, (long long)g.h, (long long)g.w,
                             (long long)g.ph, (long long)g.pw, (long long)g.kh, (long long)g.kw,
                             (long long)g.dh, (long long)g.dw, (long long)g.sh, (long long)g.sw);
-    /* Scratch of take_ws(), estimated in double so that the estimate cannot overflow. */
-    double ws = (double)g.kg * (double)g.p +
-                (double)g.cg * (double)(g.h + 2 * g.ph) * (double)(g.w + 2 * g.pw);
-    if (ws * (double)sizeof(float) > (double)(SIZE_MAX / 2))
+    /* Scratch of take_ws() at most, estimated in double so that the estimate cannot overflow. */
+    double per = (double)g.kg * (double)g.p +
+                 (double)g.cg * (double)(g.h + 2 * g.ph) * (double)(g.w + 2 * g.pw) + 64.0;
+    double ws = per * CONV_MAX_THREADS + (double)CHUNK_FLOATS;
+    if (ws * (double)sizeof(float) > (double)(SIZE_MAX / 2) || ws > (double)(INT64_MAX / 8))
         return tg_error_set(TG_ERR_NOMEM,
                             "tg_conv2d: im2col scratch of %.3g floats is too large (columns "
                             "%lld x %lld)",
@@ -401,43 +532,73 @@ static enum tg_status conv_shape(
 
 /* ---- Op table entry -------------------------------------------------------- */
 
-/* Scratch for im2col (none for the direct case); false when out of memory. */
-static bool take_ws(struct tg_op_ctx *ctx, const struct conv_geom *g, struct conv_ws *ws)
+/* Floats of one thread's scratch, rounded to whole cache lines. */
+static int64_t ws_floats(const struct conv_geom *g, int64_t *n_cols)
 {
-    ws->cols = NULL;
-    ws->xpad = NULL;
-    if (g->direct)
-        return true;
-    int64_t n_cols = (g->kg * g->p + 15) / 16 * 16; // xpad starts on a cache line
-    int64_t n_pad = 0;
-    if (g->ph > 0 || g->pw > 0)
-        n_pad = g->cg * (g->h + 2 * g->ph) * (g->w + 2 * g->pw);
-    ws->cols = tg_op_ctx_scratch(ctx, (size_t)(n_cols + n_pad) * sizeof(float));
-    if (ws->cols != NULL && n_pad > 0)
-        ws->xpad = ws->cols + n_cols;
-    return ws->cols != NULL;
+    *n_cols = (g->kg * g->p + SLACK + 15) / 16 * 16;
+    int64_t n_pad = g->cg * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) + SLACK;
+    return g->direct ? 0 : *n_cols + (n_pad + 15) / 16 * 16;
+}
+
+/*
+ * Scratch of n_threads threads (none for the direct case) followed by
+ * extra_floats more, returned in *extra; false when out of memory.
+ */
+static bool take_ws(struct tg_op_ctx *ctx,
+                    const struct conv_geom *g,
+                    int n_threads,
+                    struct conv_ws *ws,
+                    int64_t extra_floats,
+                    float **extra)
+{
+    int64_t n_cols;
+    int64_t per = ws_floats(g, &n_cols);
+    int64_t total = per * n_threads + extra_floats;
+    float *base = total > 0 ? tg_op_ctx_scratch(ctx, (size_t)total * sizeof(float)) : NULL;
+    if (total > 0 && base == NULL)
+        return false;
+    for (int t = 0; t < n_threads; t++) {
+        ws[t].cols = per > 0 ? base + t * per : NULL;
+        ws[t].xpad = per > 0 ? base + t * per + n_cols : NULL;
+    }
+    if (extra != NULL)
+        *extra = extra_floats > 0 ? base + per * n_threads : NULL;
+    return true;
 }
 
 static enum tg_status
 conv_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *const *in, int n_in)
 {
-    const struct tg_tensor *x = in[0];
-    const float *bias = n_in > 2 ? in[2]->data : NULL;
     struct conv_geom g;
-    geom_init(&g, x, in[1], conv_params(ctx));
-    struct conv_ws ws;
-    if (!take_ws(ctx, &g, &ws))
+    geom_init(&g, in[0], in[1], conv_params(ctx));
+    int n_threads = pass_threads(g.n);
+    struct conv_ws ws[CONV_MAX_THREADS];
+    if (!take_ws(ctx, &g, n_threads, ws, 0, NULL))
         return TG_ERR_NOMEM;
 
-    /* x: (N, C, H, W) -> y: (N, O, Ho, Wo), one image at a time */
-    for (int64_t n = 0; n < g.n; n++) {
-        enum tg_status st =
-                conv_image_forward(out->data + n * g.o * g.p, x->data + n * g.c * g.h * g.w,
-                                   in[1]->data, bias, &ws, &g);
-        if (st != TG_OK)
-            return st;
-    }
-    return TG_OK;
+    /* x: (N, C, H, W) -> y: (N, O, Ho, Wo), images split among threads */
+    struct conv_pass ps = {
+            .g = &g,
+            .x = in[0]->data,
+            .w = in[1]->data,
+            .bias = n_in > 2 ? in[2]->data : NULL,
+            .y = out->data,
+    };
+    return run_pass(&ps, g.n, n_threads, ws);
+}
+
+/* dw += the partials, added in chunk order, element by element. */
+static void add_partials(float *dw, const float *parts, int64_t n_chunks, int64_t size)
+{
+    int64_t total = n_chunks * size;
+    (void)total; // only read by the OpenMP clause
+    TG_PARALLEL_LOOP(
+            total, for (int64_t e = 0; e < size; e++) {
+                float s = parts[e];
+                for (int64_t c = 1; c < n_chunks; c++)
+                    s += parts[c * size + e];
+                dw[e] += s;
+            });
 }
 
 static enum tg_status conv_backward(struct tg_op_ctx *ctx,
@@ -454,20 +615,26 @@ static enum tg_status conv_backward(struct tg_op_ctx *ctx,
         bias_backward(in[2]->grad, out->grad, &g);
     if (x->grad == NULL && w->grad == NULL)
         return TG_OK;
-    struct conv_ws ws;
-    if (!take_ws(ctx, &g, &ws))
-        return TG_ERR_NOMEM;
 
-    /* dW sums over images in order; each image's dx is its own */
-    int64_t xs = g.c * g.h * g.w;
-    for (int64_t n = 0; n < g.n; n++) {
-        enum tg_status st =
-                conv_image_backward(x->grad ? x->grad + n * xs : NULL, w->grad,
-                                    out->grad + n * g.o * g.p, x->data + n * xs, w->data, &ws, &g);
-        if (st != TG_OK)
-            return st;
-    }
-    return TG_OK;
+    /* Chunks of the batch over threads; each chunk sums its images' dW apart */
+    struct conv_pass ps = {
+            .g = &g,
+            .x = x->data,
+            .w = w->data,
+            .dy = out->grad,
+            .dx = x->grad,
+            .n_chunks = dw_chunks(&g),
+            .backward = true,
+    };
+    int n_threads = pass_threads(ps.n_chunks);
+    struct conv_ws ws[CONV_MAX_THREADS];
+    int64_t dw_size = g.o * g.kg;
+    if (!take_ws(ctx, &g, n_threads, ws, w->grad ? ps.n_chunks * dw_size : 0, &ps.dw_parts))
+        return TG_ERR_NOMEM;
+    enum tg_status st = run_pass(&ps, ps.n_chunks, n_threads, ws);
+    if (st == TG_OK && w->grad != NULL)
+        add_partials(w->grad, ps.dw_parts, ps.n_chunks, dw_size);
+    return st;
 }
 
 static const struct tg_op_def conv2d_op = {"tg_conv2d", sizeof(struct tg_conv2d_params), conv_shape,

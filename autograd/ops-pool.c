@@ -95,23 +95,41 @@ static void max_pool_plane(float *y, int32_t *idx, const float *x, const struct 
     }
 }
 
-/* One plane, 2x2 windows at stride 2 without padding: four loads per output. */
-static void max_pool_plane_2x2(float *y, int32_t *idx, const float *x, const struct pool_geom *g)
+/*
+ * One plane, 2x2 windows at stride 2 without padding: four loads per output
+ * and take_max()'s rule as selects instead of branches, so that the row loop
+ * vectorises.
+ */
+static void max_pool_plane_2x2(float *restrict y,
+                               int32_t *restrict idx,
+                               const float *restrict x,
+                               const struct pool_geom *g)
 {
+    int32_t w = (int32_t)g->w;
     for (int64_t oh = 0; oh < g->ho; oh++) {
         const float *r0 = x + 2 * oh * g->w;
         const float *r1 = r0 + g->w;
+        float *yr = y + oh * g->wo;
+        int32_t *ir = idx != NULL ? idx + oh * g->wo : NULL;
+        int32_t row_at = (int32_t)(2 * oh) * w;
         for (int64_t ow = 0; ow < g->wo; ow++) {
-            int64_t c = 2 * ow;
-            int64_t at0 = 2 * oh * g->w + c;
-            float best = r0[c];
-            int64_t best_at = at0;
-            take_max(r0[c + 1], at0 + 1, &best, &best_at);
-            take_max(r1[c], at0 + g->w, &best, &best_at);
-            take_max(r1[c + 1], at0 + g->w + 1, &best, &best_at);
-            y[oh * g->wo + ow] = best;
-            if (idx != NULL)
-                idx[oh * g->wo + ow] = (int32_t)best_at;
+            float best = r0[2 * ow];
+            int32_t off = 0;
+            float v = r0[2 * ow + 1];
+            bool t = v > best || v != v;
+            best = t ? v : best;
+            off = t ? 1 : off;
+            v = r1[2 * ow];
+            t = v > best || v != v;
+            best = t ? v : best;
+            off = t ? w : off;
+            v = r1[2 * ow + 1];
+            t = v > best || v != v;
+            best = t ? v : best;
+            off = t ? w + 1 : off;
+            yr[ow] = best;
+            if (ir != NULL)
+                ir[ow] = row_at + (int32_t)(2 * ow) + off;
         }
     }
 }

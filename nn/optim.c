@@ -277,28 +277,47 @@ static void adam_update(float *w,
     const float eps = (float)opt->eps;
     const bool decoupled = opt->kind == OPTIM_ADAMW;
     const float l2 = decoupled ? 0.0f : (float)opt->weight_decay;
-    const float decay = (float)(1.0 - opt->lr * opt->weight_decay);
-    const bool do_decay = decoupled && opt->weight_decay != 0.0;
+    /* AdamW's decay as a factor (1 without it: the product is then exact), so
+     * that the loop has no branch and vectorises */
+    const float decay = decoupled ? (float)(1.0 - opt->lr * opt->weight_decay) : 1.0f;
     TG_PARALLEL_LOOP(
             n, for (int64_t i = 0; i < n; i++) {
-                if (do_decay)
-                    w[i] = w[i] * decay;
-                float d = l2 != 0.0f ? g[i] + l2 * w[i] : g[i];
-                m[i] = m[i] * b1 + one_b1 * d;
-                v[i] = v[i] * b2 + one_b2 * d * d;
-                float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-                w[i] = w[i] + neg_step_size * m[i] / denom;
+                float wi = w[i] * decay;
+                float d = g[i] + l2 * wi;
+                float mi = m[i] * b1 + one_b1 * d;
+                float vi = v[i] * b2 + one_b2 * d * d;
+                float denom = sqrtf(vi) / bc2_sqrt + eps;
+                m[i] = mi;
+                v[i] = vi;
+                w[i] = wi + neg_step_size * mi / denom;
             });
 }
 
 /* ---- Running an optimiser ------------------------------------------------- */
 
-/* Index of the first NaN or infinity of x[0..n), or -1. */
+/*
+ * Index of the first NaN or infinity of x[0..n), or -1. Blocks are screened
+ * with a branch-free maximum of the exponent bits (all ones only for NaN and
+ * infinity), which vectorises; only a block that fails is searched.
+ */
 static int64_t first_nonfinite(const float *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return i;
+    enum { BLOCK = 1024 };
+    for (int64_t b = 0; b < n; b += BLOCK) {
+        int64_t e = n - b < BLOCK ? n : b + BLOCK;
+        uint32_t top = 0;
+        for (int64_t i = b; i < e; i++) {
+            uint32_t bits;
+            memcpy(&bits, &x[i], sizeof(bits));
+            bits &= 0x7f800000u;
+            top = bits > top ? bits : top;
+        }
+        if (top != 0x7f800000u)
+            continue;
+        for (int64_t i = b; i < e; i++)
+            if (!isfinite(x[i]))
+                return i;
+    }
     return -1;
 }
 

@@ -493,11 +493,12 @@ static void run_free(struct conv_run *r)
 
 /*
  * 5x5 'same', 32 -> 64 channels on 14x14: right, and bit-identical from run
- * to run and between one and two threads.
+ * to run and between one, two and three threads (five images: uneven shares
+ * of the batch).
  */
 START_TEST(test_conv2d_threads_bit_identical)
 {
-    const struct conv_case c = {4, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1, true};
+    const struct conv_case c = {5, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1, true};
     struct tg_tensor *x, *w, *b;
     make_inputs(&c, 99, &x, &w, &b);
     ck_assert_int_eq(tg_tensor_set_requires_grad(x, true), TG_OK);
@@ -513,9 +514,12 @@ START_TEST(test_conv2d_threads_bit_identical)
     struct conv_run r2 = run_layer(&c, x, w, b, seed);
     tg_set_num_threads(1);
     struct conv_run r3 = run_layer(&c, x, w, b, seed);
+    tg_set_num_threads(3);
+    struct conv_run r4 = run_layer(&c, x, w, b, seed);
     tg_set_num_threads(saved);
     assert_same_bits(&r1, &r2);
     assert_same_bits(&r1, &r3);
+    assert_same_bits(&r1, &r4);
 
     assert_matches_naive(r1.y, x, w, b, &c);
     float *dw = malloc((size_t)w->n_elems * sizeof(float));
@@ -528,6 +532,7 @@ START_TEST(test_conv2d_threads_bit_identical)
     run_free(&r1);
     run_free(&r2);
     run_free(&r3);
+    run_free(&r4);
     tg_tensor_free(seed);
     tg_tensor_free(x);
     tg_tensor_free(w);
