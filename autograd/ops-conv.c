@@ -41,6 +41,19 @@
 #include "core-impl.h"
 #include "ops-impl.h"
 
+/* Floats past the end of cols and xpad that copy_floats8() may touch. */
+#define SLACK 8
+
+/* Upper bounds of the threads of one pass and of the dW chunks (see the top). */
+#define CONV_MAX_THREADS 64
+#define MAX_CHUNKS       16
+#define CHUNK_FLOATS     ((int64_t)1 << 24) // 64 MiB of dW partials at most
+
+/* Image blocks: columns per product aimed at, most images, most column floats. */
+#define BLOCK_COLS   768
+#define MAX_BLOCK    8
+#define BLOCK_FLOATS ((int64_t)1 << 20)
+
 struct conv_geom {
     int64_t n, c, h, w;     // x: (N, C, H, W)
     int64_t o, kh, kw;      // w: (O, Cg, KH, KW)
@@ -48,7 +61,8 @@ struct conv_geom {
     int64_t groups, cg, og; // groups and channels per group
     int64_t kg, p;          // columns: (Kg, P) = (Cg KH KW, Ho Wo)
     int64_t sh, sw, ph, pw, dh, dw;
-    bool direct; // 1x1 kernel, stride 1, no padding: cols is x itself
+    int64_t nb; // images whose columns go side by side into one product
+    int64_t ld; // row stride of the column matrix: nb P + SLACK
 };
 
 /* Output size along one axis, or 0 when the dilated kernel does not fit. */
@@ -85,22 +99,20 @@ static void geom_init(struct conv_geom *g,
     g->wo = out_size(g->w, g->pw, g->dw, g->kw, g->sw);
     g->kg = g->cg * g->kh * g->kw;
     g->p = g->ho * g->wo;
-    g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    /* Enough images per product for about BLOCK_COLS columns, within BLOCK_FLOATS */
+    g->nb = g->p > 0 ? (BLOCK_COLS + g->p - 1) / g->p : 1;
+    g->nb = g->nb > MAX_BLOCK ? MAX_BLOCK : g->nb;
+    while (g->nb > 1 && g->kg * g->nb * g->p > BLOCK_FLOATS)
+        g->nb--;
+    g->ld = g->nb * g->p + SLACK;
 }
 
-/* Scratch of one thread: the column matrix and the group's staged planes. */
+/* Scratch of one thread for a block of up to nb images. */
 struct conv_ws {
-    float *cols; // (Kg, P) + SLACK, reused for dcols in backward; NULL when direct
-    float *xpad; // (Cg, H + 2 ph, W + 2 pw) + SLACK, zero-bordered; NULL when direct
+    float *cols; // (Kg, ld): the images' columns side by side; dcols in backward
+    float *xpad; // (Cg, H + 2 ph, W + 2 pw) + SLACK: one image's group, zero-bordered
+    float *out;  // (Og, nb P): the block's outputs (forward) or its dY (backward)
 };
-
-/* Floats past the end of cols and xpad that copy_floats8() may touch. */
-#define SLACK 8
-
-/* Upper bounds of the threads of one pass and of the dW chunks (see the top). */
-#define CONV_MAX_THREADS 64
-#define MAX_CHUNKS       16
-#define CHUNK_FLOATS     ((int64_t)1 << 24) // 64 MiB of dW partials at most
 
 /* ---- Kernels: outputs first ---------------------------------------------- */
 
@@ -155,10 +167,12 @@ static void pad_planes(float *xp, const float *xg, const struct conv_geom *g)
 }
 
 /*
- * cols (Kg, P) from one group's channels xg (Cg, H, W). The planes are first
- * staged in xpad with their zero borders, so that every tap reads in bounds:
- * row (c, i, j) of cols is then a strided 2-d copy of plane c, one short
- * block copy per output row when the stride is 1.
+ * P columns of an image into cols (Kg rows of stride ld) from one group's
+ * channels xg (Cg, H, W). The planes are first staged in xpad with their zero
+ * borders, so that every tap reads in bounds: row (c, i, j) is then a strided
+ * 2-d copy of plane c, one short block copy per output row when the stride is
+ * 1. The copies may spill SLACK floats past the image's P columns of a row:
+ * into the next image's columns, written later, or the row's slack.
  */
 static void im2col(float *cols, float *xpad, const float *xg, const struct conv_geom *g)
 {
@@ -171,7 +185,7 @@ static void im2col(float *cols, float *xpad, const float *xg, const struct conv_
         int64_t i = r % taps / g->kw;
         int64_t j = r % g->kw;
         const float *src = xpad + (c * hp + i * g->dh) * wp + j * g->dw;
-        float *row = cols + r * g->p;
+        float *row = cols + r * g->ld;
         for (int64_t oh = 0; oh < g->ho; oh++, row += g->wo) {
             const float *s = src + oh * g->sh * wp;
             if (g->sw == 1) {
@@ -213,88 +227,97 @@ static void col2im_row(float *restrict dxc,
     }
 }
 
-/* dxg (Cg, H, W) += col2im(dcols (Kg, P)), channel by channel, taps in order. */
+/* dxg (Cg, H, W) += col2im(one image's dcols, rows of stride ld), taps in order. */
 static void col2im(float *dxg, const float *dcols, const struct conv_geom *g)
 {
     for (int64_t c = 0; c < g->cg; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
-                col2im_row(dxg + c * g->h * g->w, dcols + ((c * g->kh + i) * g->kw + j) * g->p, i,
+                col2im_row(dxg + c * g->h * g->w, dcols + ((c * g->kh + i) * g->kw + j) * g->ld, i,
                            j, g);
 }
 
-/* One image: y (O, P) = W_g cols_g per group, plus bias (O) or NULL; x (C, H, W). */
-static enum tg_status conv_image_forward(float *y,
+/*
+ * Images [n, n + cnt), cnt <= nb, of x (N, C, H, W): y (N, O, P) = W_g
+ * cols_g per group, plus bias (O) or NULL. One product per group covers the
+ * whole block; its columns of each image are those a product of that image
+ * alone would give.
+ */
+static enum tg_status conv_block_forward(float *y,
                                          const float *x,
                                          const float *w,
                                          const float *bias,
+                                         int64_t n,
+                                         int64_t cnt,
                                          const struct conv_ws *ws,
                                          const struct conv_geom *g)
 {
+    int64_t xs = g->c * g->h * g->w;
+    int64_t cols_n = cnt * g->p;
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        const float *xg = x + gi * g->cg * g->h * g->w;
-        float *yg = y + gi * g->og * g->p;
-        const float *src = xg;
-        if (!g->direct) {
-            im2col(ws->cols, ws->xpad, xg, g);
-            src = ws->cols;
-        }
-        float beta = 0.0f;
-        if (bias != NULL) {
-            for (int64_t o = 0; o < g->og; o++)
-                for (int64_t q = 0; q < g->p; q++)
-                    yg[o * g->p + q] = bias[gi * g->og + o];
-            beta = 1.0f;
-        }
-        enum tg_status st = tg_sgemm(false, false, g->og, g->p, g->kg, 1.0f, w + gi * g->og * g->kg,
-                                     g->kg, src, g->p, beta, yg, g->p);
+        for (int64_t b = 0; b < cnt; b++)
+            im2col(ws->cols + b * g->p, ws->xpad, x + (n + b) * xs + gi * g->cg * g->h * g->w, g);
+        enum tg_status st =
+                tg_sgemm(false, false, g->og, cols_n, g->kg, 1.0f, w + gi * g->og * g->kg, g->kg,
+                         ws->cols, g->ld, 0.0f, ws->out, cols_n);
         if (st != TG_OK)
             return st;
+        for (int64_t b = 0; b < cnt; b++) {
+            for (int64_t o = 0; o < g->og; o++) {
+                float *yr = y + ((n + b) * g->o + gi * g->og + o) * g->p;
+                const float *src = ws->out + o * cols_n + b * g->p;
+                float add = bias != NULL ? bias[gi * g->og + o] : 0.0f;
+                for (int64_t q = 0; q < g->p; q++)
+                    yr[q] = src[q] + add;
+            }
+        }
     }
     return TG_OK;
 }
 
 /*
- * One image: dw (O, Kg) = dw_beta dw + dY_g cols_g^T and dx (C, H, W) +=
- * col2im(W_g^T dY_g) per group; dw or dx NULL skips that part. cols is reused
- * for dcols.
+ * Images [n, n + cnt) of the batch: per group, dw (O, Kg) = dw_beta dw +
+ * dY_g cols_g^T over the block, and dx (N, C, H, W) += col2im(W_g^T dY_g);
+ * dw or dx NULL skips that part. cols is reused for dcols.
  */
-static enum tg_status conv_image_backward(float *dx,
+static enum tg_status conv_block_backward(float *dx,
                                           float *dw,
                                           float dw_beta,
                                           const float *dy,
                                           const float *x,
                                           const float *w,
+                                          int64_t n,
+                                          int64_t cnt,
                                           const struct conv_ws *ws,
                                           const struct conv_geom *g)
 {
-    float *cols = ws->cols;
+    int64_t xs = g->c * g->h * g->w;
+    int64_t cols_n = cnt * g->p;
     enum tg_status st = TG_OK;
     for (int64_t gi = 0; gi < g->groups && st == TG_OK; gi++) {
         int64_t xoff = gi * g->cg * g->h * g->w;
-        const float *dyg = dy + gi * g->og * g->p;
         const float *wg = w + gi * g->og * g->kg;
 
-        /* dW_g (Og, Kg) = dw_beta dW_g + dY_g (Og, P) cols^T (P, Kg) */
+        /* dY_g of the block side by side: (Og, cnt P) */
+        for (int64_t b = 0; b < cnt; b++)
+            for (int64_t o = 0; o < g->og; o++)
+                memcpy(ws->out + o * cols_n + b * g->p,
+                       dy + ((n + b) * g->o + gi * g->og + o) * g->p, (size_t)g->p * sizeof(float));
+
+        /* dW_g (Og, Kg) = dw_beta dW_g + dY_g (Og, cnt P) cols^T (cnt P, Kg) */
         if (dw != NULL) {
-            const float *src = x + xoff;
-            if (!g->direct) {
-                im2col(cols, ws->xpad, x + xoff, g);
-                src = cols;
-            }
-            st = tg_sgemm(false, true, g->og, g->kg, g->p, 1.0f, dyg, g->p, src, g->p, dw_beta,
-                          dw + gi * g->og * g->kg, g->kg);
+            for (int64_t b = 0; b < cnt; b++)
+                im2col(ws->cols + b * g->p, ws->xpad, x + (n + b) * xs + xoff, g);
+            st = tg_sgemm(false, true, g->og, g->kg, cols_n, 1.0f, ws->out, cols_n, ws->cols, g->ld,
+                          dw_beta, dw + gi * g->og * g->kg, g->kg);
         }
 
-        /* dcols (Kg, P) = W_g^T (Kg, Og) dY_g (Og, P); direct: straight into dx */
-        if (dx != NULL && st == TG_OK && g->direct) {
-            st = tg_sgemm(true, false, g->kg, g->p, g->og, 1.0f, wg, g->kg, dyg, g->p, 1.0f,
-                          dx + xoff, g->p);
-        } else if (dx != NULL && st == TG_OK) {
-            st = tg_sgemm(true, false, g->kg, g->p, g->og, 1.0f, wg, g->kg, dyg, g->p, 0.0f, cols,
-                          g->p);
-            if (st == TG_OK)
-                col2im(dx + xoff, cols, g);
+        /* dcols (Kg, cnt P) = W_g^T (Kg, Og) dY_g (Og, cnt P), then into dx image by image */
+        if (dx != NULL && st == TG_OK) {
+            st = tg_sgemm(true, false, g->kg, cols_n, g->og, 1.0f, wg, g->kg, ws->out, cols_n, 0.0f,
+                          ws->cols, g->ld);
+            for (int64_t b = 0; b < cnt && st == TG_OK; b++)
+                col2im(dx + (n + b) * xs + xoff, ws->cols + b * g->p, g);
         }
     }
     return st;
@@ -351,25 +374,34 @@ static void part_range(int64_t n, int64_t n_parts, int64_t q, int64_t *lo, int64
     *hi = (q + 1) * n / n_parts;
 }
 
-/* Items [lo, hi) of a pass (forward: images; backward: chunks) with scratch ws. */
+/*
+ * Items [lo, hi) of a pass with scratch ws. Forward, an item is a block of nb
+ * images (the last one may be short); backward, a chunk, run in blocks of at
+ * most nb images from its first. Which images share a product is thus fixed
+ * by the sizes alone, never by how items are shared out among threads.
+ */
 static enum tg_status
 run_items(const struct conv_pass *ps, int64_t lo, int64_t hi, const struct conv_ws *ws)
 {
     const struct conv_geom *g = ps->g;
-    int64_t xs = g->c * g->h * g->w;
-    int64_t ys = g->o * g->p;
     enum tg_status st = TG_OK;
-    for (int64_t it = lo; it < hi && st == TG_OK; it++) {
-        if (!ps->backward) {
-            st = conv_image_forward(ps->y + it * ys, ps->x + it * xs, ps->w, ps->bias, ws, g);
-            continue;
+    if (!ps->backward) {
+        for (int64_t it = lo; it < hi && st == TG_OK; it++) {
+            int64_t n = it * g->nb;
+            int64_t cnt = g->n - n < g->nb ? g->n - n : g->nb;
+            st = conv_block_forward(ps->y, ps->x, ps->w, ps->bias, n, cnt, ws, g);
         }
+        return st;
+    }
+    for (int64_t it = lo; it < hi && st == TG_OK; it++) {
         int64_t n0, n1;
         part_range(g->n, ps->n_chunks, it, &n0, &n1);
         float *dw = ps->dw_parts ? ps->dw_parts + it * g->o * g->kg : NULL;
-        for (int64_t n = n0; n < n1 && st == TG_OK; n++)
-            st = conv_image_backward(ps->dx ? ps->dx + n * xs : NULL, dw, n == n0 ? 0.0f : 1.0f,
-                                     ps->dy + n * ys, ps->x + n * xs, ps->w, ws, g);
+        for (int64_t n = n0; n < n1 && st == TG_OK; n += g->nb) {
+            int64_t cnt = n1 - n < g->nb ? n1 - n : g->nb;
+            st = conv_block_backward(ps->dx, dw, n == n0 ? 0.0f : 1.0f, ps->dy, ps->x, ps->w, n,
+                                     cnt, ws, g);
+        }
     }
     return st;
 }
@@ -513,7 +545,7 @@ static enum tg_status conv_shape(
                             (long long)g.ph, (long long)g.pw, (long long)g.kh, (long long)g.kw,
                             (long long)g.dh, (long long)g.dw, (long long)g.sh, (long long)g.sw);
     /* Scratch of take_ws() at most, estimated in double so that the estimate cannot overflow. */
-    double per = (double)g.kg * (double)g.p +
+    double per = (double)g.kg * (double)g.ld + (double)g.og * (double)g.nb * (double)g.p +
                  (double)g.cg * (double)(g.h + 2 * g.ph) * (double)(g.w + 2 * g.pw) + 64.0;
     double ws = per * CONV_MAX_THREADS + (double)CHUNK_FLOATS;
     if (ws * (double)sizeof(float) > (double)(SIZE_MAX / 2) || ws > (double)(INT64_MAX / 8))
@@ -532,17 +564,17 @@ static enum tg_status conv_shape(
 
 /* ---- Op table entry -------------------------------------------------------- */
 
-/* Floats of one thread's scratch, rounded to whole cache lines. */
-static int64_t ws_floats(const struct conv_geom *g, int64_t *n_cols)
+/* Floats of one thread's scratch, each part rounded to whole cache lines. */
+static int64_t ws_floats(const struct conv_geom *g, int64_t *n_cols, int64_t *n_pad)
 {
-    *n_cols = (g->kg * g->p + SLACK + 15) / 16 * 16;
-    int64_t n_pad = g->cg * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) + SLACK;
-    return g->direct ? 0 : *n_cols + (n_pad + 15) / 16 * 16;
+    *n_cols = (g->kg * g->ld + SLACK + 15) / 16 * 16;
+    *n_pad = (g->cg * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) + SLACK + 15) / 16 * 16;
+    return *n_cols + *n_pad + (g->og * g->nb * g->p + 15) / 16 * 16;
 }
 
 /*
- * Scratch of n_threads threads (none for the direct case) followed by
- * extra_floats more, returned in *extra; false when out of memory.
+ * Scratch of n_threads threads followed by extra_floats more, returned in
+ * *extra; false when out of memory.
  */
 static bool take_ws(struct tg_op_ctx *ctx,
                     const struct conv_geom *g,
@@ -551,15 +583,15 @@ static bool take_ws(struct tg_op_ctx *ctx,
                     int64_t extra_floats,
                     float **extra)
 {
-    int64_t n_cols;
-    int64_t per = ws_floats(g, &n_cols);
-    int64_t total = per * n_threads + extra_floats;
-    float *base = total > 0 ? tg_op_ctx_scratch(ctx, (size_t)total * sizeof(float)) : NULL;
-    if (total > 0 && base == NULL)
+    int64_t n_cols, n_pad;
+    int64_t per = ws_floats(g, &n_cols, &n_pad);
+    float *base = tg_op_ctx_scratch(ctx, (size_t)(per * n_threads + extra_floats) * sizeof(float));
+    if (base == NULL)
         return false;
     for (int t = 0; t < n_threads; t++) {
-        ws[t].cols = per > 0 ? base + t * per : NULL;
-        ws[t].xpad = per > 0 ? base + t * per + n_cols : NULL;
+        ws[t].cols = base + t * per;
+        ws[t].xpad = ws[t].cols + n_cols;
+        ws[t].out = ws[t].xpad + n_pad;
     }
     if (extra != NULL)
         *extra = extra_floats > 0 ? base + per * n_threads : NULL;
@@ -571,12 +603,13 @@ conv_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *con
 {
     struct conv_geom g;
     geom_init(&g, in[0], in[1], conv_params(ctx));
-    int n_threads = pass_threads(g.n);
+    int64_t n_blocks = (g.n + g.nb - 1) / g.nb;
+    int n_threads = pass_threads(n_blocks);
     struct conv_ws ws[CONV_MAX_THREADS];
     if (!take_ws(ctx, &g, n_threads, ws, 0, NULL))
         return TG_ERR_NOMEM;
 
-    /* x: (N, C, H, W) -> y: (N, O, Ho, Wo), images split among threads */
+    /* x: (N, C, H, W) -> y: (N, O, Ho, Wo), blocks of images split among threads */
     struct conv_pass ps = {
             .g = &g,
             .x = in[0]->data,
@@ -584,7 +617,7 @@ conv_forward(struct tg_op_ctx *ctx, struct tg_tensor *out, struct tg_tensor *con
             .bias = n_in > 2 ? in[2]->data : NULL,
             .y = out->data,
     };
-    return run_pass(&ps, g.n, n_threads, ws);
+    return run_pass(&ps, n_blocks, n_threads, ws);
 }
 
 /* dw += the partials, added in chunk order, element by element. */
