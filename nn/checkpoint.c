@@ -2,12 +2,14 @@
  * Safetensors checkpoints: the header is written and parsed with cJSON, every
  * entry is checked against the file before any tensor is touched, and saving
  * goes through an exclusive temporary file renamed over the destination.
+ * Training checkpoints add the optimiser's and the generator's state on top.
  */
 #include <tapegrad/checkpoint.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+
+#include <tapegrad/nn.h>
+#include <tapegrad/optim.h>
 
 #include "core-impl.h"
 
@@ -892,5 +897,378 @@ enum tg_status tg_checkpoint_load(const char *path,
         return tg_last_status();
     enum tg_status st = checkpoint_read("tg_checkpoint_load", ck, n, names, tensors, opts);
     tg_checkpoint_close(ck);
+    return st;
+}
+
+/* ---- Training state: model, optimiser and generator ---------------------- */
+
+#define OPT_PREFIX  "optimizer."
+#define STEP_KEY    "optimizer_step"
+#define RNG_KEY     "rng"
+#define RNG_HEX_LEN (TG_RNG_STATE_WORDS * 17 - 1) // words of 16 hex digits, ':' between
+
+/*
+ * The tensor names of a training checkpoint: the model's n (borrowed), then
+ * the optimiser's n_state state tensors under OPT_PREFIX (kept in text).
+ */
+struct train_names {
+    int n;
+    size_t n_state;
+    const char **names;       // n + n_state
+    const char **state_names; // the optimiser's own names
+    struct tg_tensor **state; // the optimiser's own tensors
+    char *text;               // the prefixed names, back to back
+};
+
+static void train_names_free(struct train_names *l)
+{
+    tg_xfree(l->text);
+    tg_xfree(l->state);
+    tg_xfree(l->state_names);
+    tg_xfree(l->names);
+}
+
+/* List the names of model and optimiser state (opt may be NULL); TG_ERR_NOMEM. */
+static enum tg_status
+train_names_make(struct train_names *l, int n, const char *const *names, struct tg_optim *opt)
+{
+    *l = (struct train_names){.n = n, .n_state = tg_optim_n_state(opt)};
+    if (l->n_state > (size_t)(INT_MAX - n))
+        return tg_error_set(TG_ERR_INVALID, "%zu optimiser state tensors are too many", l->n_state);
+    l->names = tg_xmalloc(((size_t)n + l->n_state + 1) * sizeof(*l->names));
+    l->state_names = tg_xmalloc((l->n_state + 1) * sizeof(*l->state_names));
+    l->state = tg_xmalloc((l->n_state + 1) * sizeof(*l->state));
+    if (l->names == NULL || l->state_names == NULL || l->state == NULL)
+        return TG_ERR_NOMEM;
+    if (opt != NULL && tg_optim_state_list(opt, l->n_state, l->state_names, l->state) != TG_OK)
+        return tg_last_status();
+    size_t bytes = 1;
+    for (size_t s = 0; s < l->n_state; s++)
+        bytes += strlen(OPT_PREFIX) + strlen(l->state_names[s]) + 1;
+    l->text = tg_xmalloc(bytes);
+    if (l->text == NULL)
+        return TG_ERR_NOMEM;
+
+    for (int i = 0; i < n; i++)
+        l->names[i] = names[i];
+    char *p = l->text;
+    for (size_t s = 0; s < l->n_state; s++) {
+        size_t len = strlen(l->state_names[s]) + 1;
+        l->names[(size_t)n + s] = p;
+        memcpy(p, OPT_PREFIX, strlen(OPT_PREFIX));
+        memcpy(p + strlen(OPT_PREFIX), l->state_names[s], len);
+        p += strlen(OPT_PREFIX) + len;
+    }
+    return TG_OK;
+}
+
+/* Put pfx in front of the last message unless it is there already. */
+static enum tg_status own_error(const char *pfx)
+{
+    size_t n = strlen(pfx);
+    const char *msg = tg_last_error();
+    if (strncmp(msg, pfx, n) == 0 && msg[n] == ':')
+        return tg_last_status();
+    char copy[512];
+    snprintf(copy, sizeof(copy), "%s", msg);
+    return tg_error_set(tg_last_status(), "%s: %s", pfx, copy);
+}
+
+/* Model names: NULL arrays, a negative count, the optimiser's prefix. */
+static enum tg_status check_model_names(const char *func, int n, const char *const *names)
+{
+    if (n < 0 || (n > 0 && names == NULL))
+        return tg_error_set(TG_ERR_INVALID, "%s: NULL argument or negative count", func);
+    for (int i = 0; i < n; i++) {
+        if (names[i] != NULL && strncmp(names[i], OPT_PREFIX, strlen(OPT_PREFIX)) == 0)
+            return tg_error_set(TG_ERR_INVALID,
+                                "%s: model tensor name \"%s\" starts with \"" OPT_PREFIX
+                                "\", which is kept for the optimiser's state",
+                                func, names[i]);
+    }
+    return TG_OK;
+}
+
+/* The caller's metadata: none of the keys written here. */
+static enum tg_status
+check_train_meta(const char *func, int n_meta, const struct tg_checkpoint_meta *meta)
+{
+    if (n_meta < 0 || (n_meta > 0 && meta == NULL))
+        return tg_error_set(TG_ERR_INVALID, "%s: NULL argument or negative count", func);
+    for (int i = 0; i < n_meta; i++) {
+        const char *key = meta[i].key;
+        if (key != NULL && (strcmp(key, STEP_KEY) == 0 || strcmp(key, RNG_KEY) == 0))
+            return tg_error_set(TG_ERR_INVALID, "%s: metadata key \"%s\" is written by the call",
+                                func, key);
+    }
+    return TG_OK;
+}
+
+/* The generator's state as "w0:w1:...", RNG_HEX_LEN characters. */
+static void rng_to_hex(const struct tg_rng *rng, char hex[RNG_HEX_LEN + 1])
+{
+    uint64_t words[TG_RNG_STATE_WORDS];
+    tg_rng_get_state(rng, words);
+    char *p = hex;
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
+        p += snprintf(p, (size_t)(hex + RNG_HEX_LEN + 1 - p),
+                      i == 0 ? "%016" PRIx64 : ":%016" PRIx64, words[i]);
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Parse what rng_to_hex() writes; false for anything else. */
+static bool rng_from_hex(const char *hex, uint64_t words[TG_RNG_STATE_WORDS])
+{
+    if (strlen(hex) != RNG_HEX_LEN)
+        return false;
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++) {
+        const char *w = hex + 17 * i;
+        if (i > 0 && w[-1] != ':')
+            return false;
+        uint64_t v = 0;
+        for (int k = 0; k < 16; k++) {
+            int d = hex_digit(w[k]);
+            if (d < 0)
+                return false;
+            v = v << 4 | (uint64_t)d;
+        }
+        words[i] = v;
+    }
+    return true;
+}
+
+/* A decimal count >= 0 and nothing else; false otherwise. */
+static bool parse_count(const char *s, int64_t *v)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return false;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *v = x;
+    return true;
+}
+
+/*
+ * The caller's n_meta pairs, then "optimizer_step" (with opt, its text in
+ * step) and "rng" (with rng, its text in hex); returns the number of pairs.
+ */
+static int train_meta(struct tg_checkpoint_meta *all,
+                      int n_meta,
+                      const struct tg_checkpoint_meta *meta,
+                      const struct tg_optim *opt,
+                      char step[32],
+                      const struct tg_rng *rng,
+                      char hex[RNG_HEX_LEN + 1])
+{
+    for (int i = 0; i < n_meta; i++)
+        all[i] = meta[i];
+    int k = n_meta;
+    if (opt != NULL) {
+        snprintf(step, 32, "%" PRId64, tg_optim_get_step(opt));
+        all[k++] = (struct tg_checkpoint_meta){STEP_KEY, step};
+    }
+    if (rng != NULL) {
+        rng_to_hex(rng, hex);
+        all[k++] = (struct tg_checkpoint_meta){RNG_KEY, hex};
+    }
+    return k;
+}
+
+enum tg_status tg_train_state_save(const char *path,
+                                   int n,
+                                   const char *const *names,
+                                   const struct tg_tensor *const *tensors,
+                                   struct tg_optim *opt,
+                                   const struct tg_rng *rng,
+                                   int n_meta,
+                                   const struct tg_checkpoint_meta *meta)
+{
+    const char *func = "tg_train_state_save";
+    if (path == NULL || (n > 0 && tensors == NULL))
+        return tg_error_set(TG_ERR_INVALID, "%s: NULL argument", func);
+    enum tg_status st = check_model_names(func, n, names);
+    if (st == TG_OK)
+        st = check_train_meta(func, n_meta, meta);
+    if (st != TG_OK)
+        return st;
+
+    /* Tensors: the model's, then the optimiser's; metadata: the caller's, then ours. */
+    struct train_names l;
+    st = train_names_make(&l, n, names, opt);
+    size_t total = (size_t)n + l.n_state;
+    const struct tg_tensor **all = tg_xmalloc((total + 1) * sizeof(*all));
+    struct tg_checkpoint_meta *all_meta = tg_xmalloc(((size_t)n_meta + 2) * sizeof(*all_meta));
+    if (st == TG_OK && (all == NULL || all_meta == NULL))
+        st = TG_ERR_NOMEM;
+    if (st != TG_OK)
+        goto free_lists;
+    for (int i = 0; i < n; i++)
+        all[i] = tensors[i];
+    for (size_t s = 0; s < l.n_state; s++)
+        all[(size_t)n + s] = l.state[s];
+    char step[32];
+    char hex[RNG_HEX_LEN + 1];
+    int k = train_meta(all_meta, n_meta, meta, opt, step, rng, hex);
+    st = tg_checkpoint_save(path, (int)total, l.names, all, k, all_meta);
+
+free_lists:
+    if (st != TG_OK)
+        own_error(func);
+    tg_xfree(all_meta);
+    tg_xfree(all);
+    train_names_free(&l);
+    return st;
+}
+
+/* "optimizer_step" (with opt) and "rng" (with rng, restored into *next). */
+static enum tg_status read_train_meta(const char *pfx,
+                                      const struct tg_checkpoint *ck,
+                                      bool want_step,
+                                      int64_t *step,
+                                      const struct tg_rng *rng,
+                                      struct tg_rng *next)
+{
+    const char *s = tg_checkpoint_meta_get(ck, STEP_KEY);
+    if (want_step && s == NULL)
+        return tg_error_set(TG_ERR_FORMAT,
+                            "%s: no metadata \"optimizer_step\" (the optimiser's step count)", pfx);
+    if (want_step && !parse_count(s, step))
+        return tg_error_set(TG_ERR_FORMAT,
+                            "%s: metadata \"optimizer_step\" is \"%.40s\", not a count >= 0", pfx,
+                            s);
+    if (rng == NULL)
+        return TG_OK;
+    const char *hex = tg_checkpoint_meta_get(ck, RNG_KEY);
+    uint64_t words[TG_RNG_STATE_WORDS];
+    if (hex == NULL)
+        return tg_error_set(TG_ERR_FORMAT, "%s: no metadata \"rng\" (the generator's state)", pfx);
+    if (!rng_from_hex(hex, words))
+        return tg_error_set(
+                TG_ERR_FORMAT,
+                "%s: metadata \"rng\" is \"%.100s\", not %d ':'-joined words of 16 hex digits", pfx,
+                hex, TG_RNG_STATE_WORDS);
+    *next = *rng;
+    if (tg_rng_set_state(next, words) != TG_OK) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", tg_last_error());
+        return tg_error_set(TG_ERR_FORMAT, "%s: metadata \"rng\" is refused (%s)", pfx, why);
+    }
+    return TG_OK;
+}
+
+/* The file holds as many "optimizer." tensors as opt has state tensors. */
+static enum tg_status check_state_count(const char *pfx,
+                                        const struct tg_checkpoint *ck,
+                                        const struct tg_optim *opt,
+                                        size_t n_state)
+{
+    size_t in_file = 0;
+    for (int k = 0; k < ck->n_entries; k++)
+        in_file += strncmp(ck->entries[k].name, OPT_PREFIX, strlen(OPT_PREFIX)) == 0;
+    if (in_file == n_state)
+        return TG_OK;
+    return tg_error_set(TG_ERR_FORMAT,
+                        "%s: the file holds %zu optimiser state tensors, the %s optimiser has %zu "
+                        "(saved with other parameters or another optimiser)",
+                        pfx, in_file, tg_optim_name(opt), n_state);
+}
+
+/* One zeroed temporary per destination: model tensors, then optimiser state. */
+static struct tg_tensor **make_temps(const struct train_names *l, struct tg_tensor *const *tensors)
+{
+    size_t total = (size_t)l->n + l->n_state;
+    struct tg_tensor **tmp = tg_xcalloc((total + 1) * sizeof(*tmp));
+    for (size_t i = 0; tmp != NULL && i < total; i++) {
+        const struct tg_tensor *like = i < (size_t)l->n ? tensors[i] : l->state[i - (size_t)l->n];
+        tmp[i] = tg_tensor_new(like->n_dims, like->shape);
+        if (tmp[i] == NULL)
+            return tmp; // the caller sees the NULL and frees
+    }
+    return tmp;
+}
+
+static void free_temps(struct tg_tensor **tmp, size_t total)
+{
+    for (size_t i = 0; tmp != NULL && i < total; i++)
+        tg_tensor_free(tmp[i]);
+    tg_xfree(tmp);
+}
+
+/* Read every tensor into temporaries, restore opt from them, then copy the model's out. */
+static enum tg_status read_train_tensors(const char *func,
+                                         struct tg_checkpoint *ck,
+                                         const struct train_names *l,
+                                         struct tg_tensor *const *tensors,
+                                         struct tg_optim *opt,
+                                         int64_t step,
+                                         const struct tg_checkpoint_load_opts *opts)
+{
+    size_t total = (size_t)l->n + l->n_state;
+    struct tg_tensor **tmp = make_temps(l, tensors);
+    enum tg_status st = TG_ERR_NOMEM;
+    if (tmp == NULL || (total > 0 && tmp[total - 1] == NULL))
+        goto free_tmp;
+    st = checkpoint_read(func, ck, (int)total, l->names, tmp, opts);
+    if (st == TG_OK && opt != NULL)
+        st = tg_optim_load_state(opt, step, l->n_state, l->state_names,
+                                 (const struct tg_tensor *const *)tmp + l->n);
+    for (int i = 0; st == TG_OK && i < l->n; i++)
+        memcpy(tensors[i]->data, tmp[i]->data, (size_t)tensors[i]->n_elems * sizeof(float));
+free_tmp:
+    free_temps(tmp, total);
+    return st;
+}
+
+enum tg_status tg_train_state_read(struct tg_checkpoint *ck,
+                                   int n,
+                                   const char *const *names,
+                                   struct tg_tensor *const *tensors,
+                                   struct tg_optim *opt,
+                                   struct tg_rng *rng,
+                                   const struct tg_checkpoint_load_opts *opts)
+{
+    const char *func = "tg_train_state_read";
+    if (ck == NULL || (n > 0 && tensors == NULL))
+        return tg_error_set(TG_ERR_INVALID, "%s: NULL argument", func);
+    for (int i = 0; i < n; i++) {
+        if (tensors[i] == NULL || tensors[i]->data == NULL)
+            return tg_error_set(TG_ERR_INVALID, "%s: tensor %d is NULL", func, i);
+    }
+    enum tg_status st = check_model_names(func, n, names);
+    if (st != TG_OK)
+        return st;
+    char pfx[320];
+    snprintf(pfx, sizeof(pfx), "%s: %s", func, ck->path);
+
+    /* Metadata and counts first: nothing is read while they are wrong. */
+    int64_t step = 0;
+    struct tg_rng next;
+    st = read_train_meta(pfx, ck, opt != NULL, &step, rng, &next);
+    if (st != TG_OK)
+        return st;
+    struct train_names l;
+    st = train_names_make(&l, n, names, opt);
+    if (st == TG_OK && opt != NULL)
+        st = check_state_count(pfx, ck, opt, l.n_state);
+    if (st == TG_OK)
+        st = read_train_tensors(func, ck, &l, tensors, opt, step, opts);
+    if (st == TG_OK && rng != NULL)
+        *rng = next;
+    if (st != TG_OK)
+        own_error(pfx);
+    train_names_free(&l);
     return st;
 }

@@ -2,7 +2,7 @@
  * Safetensors checkpoints: bit-exact round trips, the byte layout, metadata,
  * listing, every malformed file (written by hand into a temporary directory),
  * atomic saves that leave the old file intact, and destinations unchanged on
- * every failed load.
+ * every failed load; training checkpoints of model, optimiser and generator.
  */
 #include <dirent.h>
 #include <math.h>
@@ -837,6 +837,431 @@ START_TEST(test_checkpoint_load_survives_alloc_failure)
 }
 END_TEST
 
+/* ---- Training state ------------------------------------------------------- */
+
+/* The small model, Adam over its three tensors and a generator, some steps in. */
+struct trainer {
+    struct model m;
+    struct tg_optim *opt;
+    struct tg_rng rng;
+};
+
+/* One Adam step with gradients drawn from the generator. */
+static void trainer_step(struct trainer *t)
+{
+    for (int i = 0; i < N_MODEL; i++) {
+        for (int64_t j = 0; j < t->m.t[i]->n_elems; j++)
+            t->m.t[i]->grad[j] = tg_rng_uniform(&t->rng) - 0.5f;
+    }
+    ck_assert_msg(tg_optim_step(t->opt) == TG_OK, "%s", tg_last_error());
+}
+
+/* Equal seeds and step counts give trainers equal bit for bit. */
+static void trainer_init(struct trainer *t, uint64_t seed, int n_steps)
+{
+    model_init(&t->m, seed);
+    for (int i = 0; i < N_MODEL; i++)
+        ck_assert_int_eq(tg_tensor_set_requires_grad(t->m.t[i], true), TG_OK);
+    t->opt = tg_optim_new_adam(t->m.t, N_MODEL, NULL);
+    ck_assert_ptr_nonnull(t->opt);
+    tg_rng_seed(&t->rng, seed);
+    for (int s = 0; s < n_steps; s++)
+        trainer_step(t);
+    (void)tg_rng_normal(&t->rng); // leaves a spare normal deviate pending
+}
+
+static void trainer_free(struct trainer *t)
+{
+    tg_optim_free(t->opt);
+    model_free(&t->m);
+}
+
+static enum tg_status trainer_save(struct trainer *t, const char *path)
+{
+    struct tg_checkpoint_meta meta[] = {{"epoch", "3"}, {"model", "small"}};
+    return tg_train_state_save(path, N_MODEL, t->m.names, (const struct tg_tensor *const *)t->m.t,
+                               t->opt, &t->rng, 2, meta);
+}
+
+static enum tg_status trainer_read(struct trainer *t, const char *path)
+{
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    if (ck == NULL)
+        return tg_last_status();
+    enum tg_status st = tg_train_state_read(ck, N_MODEL, t->m.names, t->m.t, t->opt, &t->rng, NULL);
+    tg_checkpoint_close(ck);
+    return st;
+}
+
+/* Weights, step count, optimiser state and generator state agree bit for bit. */
+static void assert_same_trainer(struct trainer *a, struct trainer *b)
+{
+    assert_same_data(&a->m, &b->m);
+    ck_assert_int_eq(tg_optim_get_step(a->opt), tg_optim_get_step(b->opt));
+    const char *na[2 * N_MODEL];
+    const char *nb[2 * N_MODEL];
+    struct tg_tensor *sa[2 * N_MODEL];
+    struct tg_tensor *sb[2 * N_MODEL];
+    ck_assert_int_eq(tg_optim_state_list(a->opt, 2 * N_MODEL, na, sa), TG_OK);
+    ck_assert_int_eq(tg_optim_state_list(b->opt, 2 * N_MODEL, nb, sb), TG_OK);
+    for (int i = 0; i < 2 * N_MODEL; i++) {
+        ck_assert_str_eq(na[i], nb[i]);
+        ck_assert_mem_eq(sa[i]->data, sb[i]->data, (size_t)sa[i]->n_elems * sizeof(float));
+    }
+    uint64_t wa[TG_RNG_STATE_WORDS];
+    uint64_t wb[TG_RNG_STATE_WORDS];
+    tg_rng_get_state(&a->rng, wa);
+    tg_rng_get_state(&b->rng, wb);
+    ck_assert_mem_eq(wa, wb, sizeof(wa));
+}
+
+START_TEST(test_train_state_roundtrip_restores_everything)
+{
+    struct trainer a;
+    struct trainer b;
+    trainer_init(&a, 30, 3);
+    trainer_init(&b, 31, 1); // other weights, moments, step and generator
+    const char *path = tmp_path(0, "train.safetensors");
+    ck_assert_msg(trainer_save(&a, path) == TG_OK, "%s", tg_last_error());
+    ck_assert_msg(trainer_read(&b, path) == TG_OK, "%s", tg_last_error());
+    ck_assert_int_eq(tg_optim_get_step(b.opt), 3);
+    assert_same_trainer(&a, &b);
+    ck_assert_float_eq(tg_rng_normal(&a.rng), tg_rng_normal(&b.rng)); // the pending spare
+
+    /* The runs go on alike. */
+    trainer_step(&a);
+    trainer_step(&b);
+    assert_same_trainer(&a, &b);
+
+    /* The names and metadata the CLI and other readers rely on. */
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    ck_assert_ptr_nonnull(ck);
+    ck_assert_int_eq(tg_checkpoint_n_entries(ck), 3 * N_MODEL);
+    ck_assert_str_eq(tg_checkpoint_entry_at(ck, 0)->name, "conv1.weight");
+    ck_assert_str_eq(tg_checkpoint_entry_at(ck, N_MODEL)->name, "optimizer.state.0.exp_avg");
+    ck_assert_ptr_nonnull(tg_checkpoint_find(ck, "optimizer.state.2.exp_avg_sq"));
+    ck_assert_str_eq(tg_checkpoint_meta_get(ck, "optimizer_step"), "3");
+    ck_assert_str_eq(tg_checkpoint_meta_get(ck, "epoch"), "3");
+    const char *hex = tg_checkpoint_meta_get(ck, "rng");
+    ck_assert_ptr_nonnull(hex);
+    ck_assert_uint_eq(strlen(hex), 16 * TG_RNG_STATE_WORDS + TG_RNG_STATE_WORDS - 1);
+    for (int i = 1; i < TG_RNG_STATE_WORDS; i++)
+        ck_assert_int_eq(hex[17 * i - 1], ':');
+    tg_checkpoint_close(ck);
+    trainer_free(&a);
+    trainer_free(&b);
+}
+END_TEST
+
+/* Without optimiser and generator it is a plain model checkpoint. */
+START_TEST(test_train_state_model_only)
+{
+    struct model a;
+    struct model b;
+    model_init(&a, 32);
+    model_init(&b, 33);
+    const char *path = tmp_path(0, "model.safetensors");
+    ck_assert_int_eq(tg_train_state_save(path, N_MODEL, a.names,
+                                         (const struct tg_tensor *const *)a.t, NULL, NULL, 0, NULL),
+                     TG_OK);
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    ck_assert_ptr_nonnull(ck);
+    ck_assert_ptr_null(tg_checkpoint_meta_get(ck, "rng"));
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, b.names, b.t, NULL, NULL, NULL), TG_OK);
+    assert_same_data(&a, &b);
+    tg_checkpoint_close(ck);
+    model_free(&a);
+    model_free(&b);
+}
+END_TEST
+
+/* A valid "rng" value: five words of 16 hex digits, the last with no spare pending. */
+#define GOOD_RNG                                                                                   \
+    "0123456789abcdef:0123456789abcdef:0123456789abcdef:0123456789abcdef:0000000000000000"
+
+/* Metadata of a training checkpoint that must be refused, with a word of the message. */
+static const struct {
+    const char *step; // NULL: absent
+    const char *rng;  // NULL: absent
+    const char *part;
+} bad_train_meta[] = {
+        {"3", NULL, "no metadata \"rng\""},
+        {"3", "", "metadata \"rng\" is \"\""},
+        {"3", "0123456789abcdef", "16 hex digits"},
+        {"3", GOOD_RNG ":", "16 hex digits"},
+        {"3",
+         "0123456789abcdef-0123456789abcdef:0123456789abcdef:0123456789abcdef:0000000000000000",
+         "16 hex digits"},
+        {"3",
+         " 123456789abcdef:0123456789abcdef:0123456789abcdef:0123456789abcdef:0000000000000000",
+         "16 hex digits"},
+        {"3",
+         "0123456789abcdef:0123456789abcdef:0123456789abcdef:0123456789abcdef:000000000000000g",
+         "16 hex digits"},
+        {"3",
+         "0000000000000000:0000000000000000:0000000000000000:0000000000000000:0000000000000000",
+         "all zero"},
+        {"3",
+         "0123456789abcdef:0123456789abcdef:0123456789abcdef:0123456789abcdef:ffff000000000000",
+         "unknown bits"},
+        {NULL, GOOD_RNG, "no metadata \"optimizer_step\""},
+        {"", GOOD_RNG, "not a count >= 0"},
+        {"-1", GOOD_RNG, "not a count >= 0"},
+        {"3x", GOOD_RNG, "not a count >= 0"},
+        {" 3", GOOD_RNG, "not a count >= 0"},
+        {"99999999999999999999", GOOD_RNG, "not a count >= 0"},
+};
+
+/*
+ * Write a's tensors and optimiser state under their training checkpoint
+ * names with the given metadata, bypassing tg_train_state_save().
+ */
+static void write_train_file(struct trainer *a,
+                             const char *path,
+                             int n_meta,
+                             const struct tg_checkpoint_meta *meta)
+{
+    const char *names[3 * N_MODEL];
+    const struct tg_tensor *tensors[3 * N_MODEL];
+    const char *state_names[2 * N_MODEL];
+    struct tg_tensor *state[2 * N_MODEL];
+    char prefixed[2 * N_MODEL][64];
+    ck_assert_int_eq(tg_optim_state_list(a->opt, 2 * N_MODEL, state_names, state), TG_OK);
+    for (int i = 0; i < N_MODEL; i++) {
+        names[i] = a->m.names[i];
+        tensors[i] = a->m.t[i];
+    }
+    for (int i = 0; i < 2 * N_MODEL; i++) {
+        snprintf(prefixed[i], sizeof(prefixed[i]), "optimizer.%s", state_names[i]);
+        names[N_MODEL + i] = prefixed[i];
+        tensors[N_MODEL + i] = state[i];
+    }
+    ck_assert_int_eq(tg_checkpoint_save(path, 3 * N_MODEL, names, tensors, n_meta, meta), TG_OK);
+}
+
+/* Read path into a trainer; expect status and message parts, and nothing changed. */
+static void assert_train_read_fails(const char *path,
+                                    struct trainer *b,
+                                    uint64_t seed,
+                                    int n_steps,
+                                    enum tg_status status,
+                                    const char *part)
+{
+    tg_clear_error();
+    ck_assert_int_eq(trainer_read(b, path), status);
+    ck_assert_msg(strncmp(tg_last_error(), "tg_train_state_read: ", 21) == 0, "%s",
+                  tg_last_error());
+    assert_error(status, path, part);
+    struct trainer before;
+    trainer_init(&before, seed, n_steps);
+    assert_same_trainer(b, &before);
+    trainer_free(&before);
+}
+
+START_TEST(test_train_state_read_rejects_bad_metadata)
+{
+    struct trainer a;
+    struct trainer b;
+    trainer_init(&a, 34, 2);
+    trainer_init(&b, 35, 1);
+    struct tg_checkpoint_meta meta[2];
+    int n_meta = 0;
+    if (bad_train_meta[_i].step != NULL)
+        meta[n_meta++] = (struct tg_checkpoint_meta){"optimizer_step", bad_train_meta[_i].step};
+    if (bad_train_meta[_i].rng != NULL)
+        meta[n_meta++] = (struct tg_checkpoint_meta){"rng", bad_train_meta[_i].rng};
+    const char *path = tmp_path(0, "bad.safetensors");
+    write_train_file(&a, path, n_meta, meta);
+    assert_train_read_fails(path, &b, 35, 1, TG_ERR_FORMAT, bad_train_meta[_i].part);
+    trainer_free(&a);
+    trainer_free(&b);
+}
+END_TEST
+
+/* An optimiser over other parameters than the saved one's is refused. */
+START_TEST(test_train_state_read_rejects_other_parameter_set)
+{
+    struct trainer a;
+    trainer_init(&a, 36, 2);
+    const char *path = tmp_path(0, "train.safetensors");
+    ck_assert_int_eq(trainer_save(&a, path), TG_OK);
+
+    /* Fewer parameters, more parameters, the same ones in another order. */
+    struct trainer b;
+    trainer_init(&b, 37, 1);
+    struct tg_tensor *extra = tu_tensor(5, -1);
+    ck_assert_int_eq(tg_tensor_set_requires_grad(extra, true), TG_OK);
+    struct tg_tensor *more[N_MODEL + 1] = {b.m.t[0], b.m.t[1], b.m.t[2], extra};
+    struct tg_tensor *swapped[N_MODEL] = {b.m.t[2], b.m.t[1], b.m.t[0]};
+    struct {
+        struct tg_optim *opt;
+        enum tg_status status;
+        const char *part;
+    } cases[] = {
+            {tg_optim_new_adam(b.m.t, N_MODEL - 1, NULL), TG_ERR_FORMAT,
+             "holds 6 optimiser state tensors, the adam optimiser has 4"},
+            {tg_optim_new_adam(more, N_MODEL + 1, NULL), TG_ERR_FORMAT, "optimiser has 8"},
+            {tg_optim_new_adam(swapped, N_MODEL, NULL), TG_ERR_SHAPE, "optimizer.state.0.exp_avg"},
+            {tg_optim_new_sgd(b.m.t, N_MODEL, &(struct tg_sgd_opts){0.1, 0.9, 0.0, false}),
+             TG_ERR_FORMAT, "the sgd optimiser has 3"},
+    };
+    struct tg_optim *own = b.opt;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        ck_assert_ptr_nonnull(cases[c].opt);
+        b.opt = cases[c].opt;
+        ck_assert_int_eq(trainer_read(&b, path), cases[c].status);
+        assert_error(cases[c].status, path, cases[c].part);
+        ck_assert_int_eq(tg_optim_get_step(b.opt), 0);
+        tg_optim_free(cases[c].opt);
+    }
+    b.opt = own;
+    struct trainer before;
+    trainer_init(&before, 37, 1);
+    assert_same_trainer(&b, &before);
+    trainer_free(&before);
+    tg_tensor_free(extra);
+    trainer_free(&b);
+    trainer_free(&a);
+}
+END_TEST
+
+/* Optimiser state with a NaN: refused after reading, before anything is written. */
+START_TEST(test_train_state_read_rejects_nonfinite_state)
+{
+    struct trainer a;
+    struct trainer b;
+    trainer_init(&a, 38, 2);
+    trainer_init(&b, 39, 1);
+    const char *names[2 * N_MODEL];
+    struct tg_tensor *state[2 * N_MODEL];
+    ck_assert_int_eq(tg_optim_state_list(a.opt, 2 * N_MODEL, names, state), TG_OK);
+    state[3]->data[1] = NAN;
+    const char *path = tmp_path(0, "nan.safetensors");
+    ck_assert_int_eq(trainer_save(&a, path), TG_OK);
+    assert_train_read_fails(path, &b, 39, 1, TG_ERR_NONFINITE, "not finite");
+    trainer_free(&a);
+    trainer_free(&b);
+}
+END_TEST
+
+/* Tensors beyond the model's and the optimiser's: refused unless allow_extra. */
+START_TEST(test_train_state_read_extra_tensors)
+{
+    struct trainer a;
+    struct model b;
+    trainer_init(&a, 40, 1);
+    model_init(&b, 41);
+    const char *path = tmp_path(0, "train.safetensors");
+    ck_assert_int_eq(trainer_save(&a, path), TG_OK);
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    ck_assert_ptr_nonnull(ck);
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, b.names, b.t, NULL, NULL, NULL),
+                     TG_ERR_FORMAT);
+    assert_error(TG_ERR_FORMAT, "tg_train_state_read: ", "optimizer.state.0.exp_avg");
+    struct model before;
+    model_init(&before, 41);
+    assert_same_data(&b, &before);
+    struct tg_checkpoint_load_opts lo = {.allow_extra = true};
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, b.names, b.t, NULL, NULL, &lo), TG_OK);
+    assert_same_data(&b, &a.m);
+    tg_checkpoint_close(ck);
+    model_free(&before);
+    model_free(&b);
+    trainer_free(&a);
+}
+END_TEST
+
+START_TEST(test_train_state_rejects_bad_args)
+{
+    struct trainer a;
+    trainer_init(&a, 42, 1);
+    const char *path = tmp_path(0, "train.safetensors");
+    const struct tg_tensor *const *ts = (const struct tg_tensor *const *)a.m.t;
+    ck_assert_int_eq(tg_train_state_save(NULL, N_MODEL, a.m.names, ts, a.opt, &a.rng, 0, NULL),
+                     TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_train_state_save: ", NULL);
+    ck_assert_int_eq(tg_train_state_save(path, -1, a.m.names, ts, a.opt, &a.rng, 0, NULL),
+                     TG_ERR_INVALID);
+    ck_assert_int_eq(tg_train_state_save(path, N_MODEL, a.m.names, NULL, a.opt, &a.rng, 0, NULL),
+                     TG_ERR_INVALID);
+    ck_assert_int_eq(tg_train_state_save(path, N_MODEL, a.m.names, ts, a.opt, &a.rng, 1, NULL),
+                     TG_ERR_INVALID);
+    struct tg_checkpoint_meta rng_key[] = {{"rng", "mine"}};
+    ck_assert_int_eq(tg_train_state_save(path, N_MODEL, a.m.names, ts, NULL, NULL, 1, rng_key),
+                     TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_train_state_save: ", "\"rng\"");
+    const char *reserved[N_MODEL] = {"conv1.weight", "optimizer.lr", "fc.weight"};
+    ck_assert_int_eq(tg_train_state_save(path, N_MODEL, reserved, ts, a.opt, &a.rng, 0, NULL),
+                     TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_train_state_save: ", "optimizer.lr");
+    ck_assert_int_eq(count_dir_entries(tmp_dir), 0);
+
+    ck_assert_int_eq(trainer_save(&a, path), TG_OK);
+    struct tg_checkpoint *ck = tg_checkpoint_open(path);
+    ck_assert_ptr_nonnull(ck);
+    ck_assert_int_eq(tg_train_state_read(NULL, N_MODEL, a.m.names, a.m.t, a.opt, &a.rng, NULL),
+                     TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_train_state_read: ", NULL);
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, a.m.names, NULL, a.opt, &a.rng, NULL),
+                     TG_ERR_INVALID);
+    ck_assert_int_eq(tg_train_state_read(ck, -1, a.m.names, a.m.t, a.opt, &a.rng, NULL),
+                     TG_ERR_INVALID);
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, reserved, a.m.t, a.opt, &a.rng, NULL),
+                     TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_train_state_read: ", "optimizer.lr");
+    const char *twice[N_MODEL] = {"conv1.weight", "conv1.weight", "fc.weight"};
+    ck_assert_int_eq(tg_train_state_read(ck, N_MODEL, twice, a.m.t, a.opt, &a.rng, NULL),
+                     TG_ERR_INVALID);
+    tg_checkpoint_close(ck);
+    trainer_free(&a);
+}
+END_TEST
+
+START_TEST(test_train_state_survives_alloc_failure)
+{
+    struct trainer a;
+    struct trainer b;
+    struct trainer before;
+    trainer_init(&a, 43, 2);
+    trainer_init(&b, 44, 1);
+    trainer_init(&before, 44, 1);
+    const char *path = tmp_path(0, "train.safetensors");
+    enum tg_status st = TG_ERR_NOMEM;
+    int n_failed = 0;
+    for (uint64_t k = 1; st != TG_OK && k < 50; k++) {
+        tg_alloc_fail_at(k);
+        st = trainer_save(&a, path);
+        tg_alloc_fail_at(0);
+        if (st != TG_OK) {
+            assert_error(TG_ERR_NOMEM, "tg_train_state_save: ", NULL);
+            ck_assert_int_eq(count_dir_entries(tmp_dir), 0);
+            n_failed++;
+        }
+    }
+    ck_assert_int_eq(st, TG_OK);
+    ck_assert_int_ge(n_failed, 4);
+
+    st = TG_ERR_NOMEM;
+    n_failed = 0;
+    for (uint64_t k = 1; st != TG_OK && k < 100; k++) {
+        tg_alloc_fail_at(k);
+        st = trainer_read(&b, path);
+        tg_alloc_fail_at(0);
+        if (st != TG_OK) {
+            assert_error(TG_ERR_NOMEM, "tg_", NULL);
+            assert_same_trainer(&b, &before);
+            n_failed++;
+        }
+    }
+    ck_assert_int_eq(st, TG_OK);
+    ck_assert_int_ge(n_failed, 10);
+    assert_same_trainer(&a, &b);
+    trainer_free(&before);
+    trainer_free(&b);
+    trainer_free(&a);
+}
+END_TEST
+
 /* ---- An independent reader ------------------------------------------------ */
 
 /*
@@ -926,6 +1351,19 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_checkpoint_save_write_failure_keeps_old_file);
     tcase_add_test(tc, test_checkpoint_save_rename_failure_removes_temp);
     tcase_add_test(tc, test_checkpoint_save_refuses_existing_temp);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("train_state");
+    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    tcase_add_test(tc, test_train_state_roundtrip_restores_everything);
+    tcase_add_test(tc, test_train_state_model_only);
+    tcase_add_loop_test(tc, test_train_state_read_rejects_bad_metadata, 0,
+                        (int)(sizeof(bad_train_meta) / sizeof(bad_train_meta[0])));
+    tcase_add_test(tc, test_train_state_read_rejects_other_parameter_set);
+    tcase_add_test(tc, test_train_state_read_rejects_nonfinite_state);
+    tcase_add_test(tc, test_train_state_read_extra_tensors);
+    tcase_add_test(tc, test_train_state_rejects_bad_args);
+    tcase_add_test(tc, test_train_state_survives_alloc_failure);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -218,44 +218,27 @@ static bool same_weights(const struct run *a, const struct run *b)
 
 /* ---- Checkpoints of a run ------------------------------------------------------- */
 
-#define OPT_PREFIX "optimizer."
-
-/*
- * Save the model's state_dict, and with `full` also the optimiser's state
- * ("optimizer.state.<i>.exp_avg", ...) plus its step count and the RNG state
- * in the metadata.
- */
-static void run_save(struct run *r, const char *path, bool full)
+/* The run's parameters and buffers as the checkpoint calls take them. */
+static void run_named(const struct run *r, const char **names, struct tg_tensor **tensors)
 {
-    const char *names[MAX_NAMED + MAX_STATE];
-    const struct tg_tensor *tensors[MAX_NAMED + MAX_STATE];
-    size_t n = r->n_named;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < r->n_named; i++) {
         names[i] = r->named[i].name;
         tensors[i] = r->named[i].tensor;
     }
-    const char *state_names[MAX_STATE];
-    struct tg_tensor *state[MAX_STATE];
-    char prefixed[MAX_STATE][64];
-    size_t n_state = full ? tg_optim_n_state(r->opt) : 0;
-    ck_assert_uint_le(n_state, MAX_STATE);
-    if (full)
-        ck_assert_int_eq(tg_optim_state_list(r->opt, MAX_STATE, state_names, state), TG_OK);
-    for (size_t i = 0; i < n_state; i++) {
-        snprintf(prefixed[i], sizeof(prefixed[i]), OPT_PREFIX "%s", state_names[i]);
-        names[n] = prefixed[i];
-        tensors[n++] = state[i];
-    }
+}
 
-    uint64_t words[TG_RNG_STATE_WORDS];
-    tg_rng_get_state(&r->rng, words);
-    char rng_hex[TG_RNG_STATE_WORDS * 17] = "";
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
-        snprintf(rng_hex + 16 * i, sizeof(rng_hex) - (size_t)(16 * i), "%016" PRIx64, words[i]);
-    char step[32];
-    snprintf(step, sizeof(step), "%" PRId64, tg_optim_get_step(r->opt));
-    struct tg_checkpoint_meta meta[] = {{"optimizer_step", step}, {"rng", rng_hex}};
-    enum tg_status st = tg_checkpoint_save(path, (int)n, names, tensors, full ? 2 : 0, meta);
+/*
+ * Save the model's state_dict, and with `full` also the optimiser's state
+ * ("optimizer.state.<i>.exp_avg", ...), its step count and the RNG state.
+ */
+static void run_save(struct run *r, const char *path, bool full)
+{
+    const char *names[MAX_NAMED];
+    struct tg_tensor *tensors[MAX_NAMED];
+    run_named(r, names, tensors);
+    enum tg_status st = tg_train_state_save(path, (int)r->n_named, names,
+                                            (const struct tg_tensor *const *)tensors,
+                                            full ? r->opt : NULL, full ? &r->rng : NULL, 0, NULL);
     ck_assert_msg(st == TG_OK, "%s", tg_last_error());
 }
 
@@ -266,55 +249,11 @@ static void run_load(struct run *r, const char *path, bool full, bool restore_rn
     ck_assert_msg(ck != NULL, "%s", tg_last_error());
     const char *names[MAX_NAMED];
     struct tg_tensor *tensors[MAX_NAMED];
-    for (size_t i = 0; i < r->n_named; i++) {
-        names[i] = r->named[i].name;
-        tensors[i] = r->named[i].tensor;
-    }
-    struct tg_checkpoint_load_opts lo = {.allow_extra = full};
-    enum tg_status st = tg_checkpoint_read(ck, (int)r->n_named, names, tensors, &lo);
+    run_named(r, names, tensors);
+    enum tg_status st =
+            tg_train_state_read(ck, (int)r->n_named, names, tensors, full ? r->opt : NULL,
+                                full && restore_rng ? &r->rng : NULL, NULL);
     ck_assert_msg(st == TG_OK, "%s", tg_last_error());
-    if (!full) {
-        tg_checkpoint_close(ck);
-        return;
-    }
-
-    /* the optimiser's state goes through temporaries into tg_optim_load_state() */
-    const char *state_names[MAX_STATE];
-    struct tg_tensor *state[MAX_STATE];
-    size_t n_state = tg_optim_n_state(r->opt);
-    ck_assert_int_eq(tg_optim_state_list(r->opt, MAX_STATE, state_names, state), TG_OK);
-    char prefixed[MAX_STATE][64];
-    const char *file_names[MAX_STATE];
-    struct tg_tensor *tmp[MAX_STATE];
-    for (size_t i = 0; i < n_state; i++) {
-        snprintf(prefixed[i], sizeof(prefixed[i]), OPT_PREFIX "%s", state_names[i]);
-        file_names[i] = prefixed[i];
-        tmp[i] = tg_tensor_new(state[i]->n_dims, state[i]->shape);
-        ck_assert_ptr_nonnull(tmp[i]);
-    }
-    st = tg_checkpoint_read(ck, (int)n_state, file_names, tmp, &lo);
-    ck_assert_msg(st == TG_OK, "%s", tg_last_error());
-    const char *step_str = tg_checkpoint_meta_get(ck, "optimizer_step");
-    ck_assert_ptr_nonnull(step_str);
-    int64_t step = strtoll(step_str, NULL, 10);
-    st = tg_optim_load_state(r->opt, step, n_state, state_names,
-                             (const struct tg_tensor *const *)tmp);
-    ck_assert_msg(st == TG_OK, "%s", tg_last_error());
-    for (size_t i = 0; i < n_state; i++)
-        tg_tensor_free(tmp[i]);
-
-    const char *hex = tg_checkpoint_meta_get(ck, "rng");
-    ck_assert_ptr_nonnull(hex);
-    ck_assert_uint_eq(strlen(hex), 16 * TG_RNG_STATE_WORDS);
-    uint64_t words[TG_RNG_STATE_WORDS];
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++) {
-        char word[17];
-        memcpy(word, hex + 16 * i, 16);
-        word[16] = '\0';
-        words[i] = strtoull(word, NULL, 16);
-    }
-    if (restore_rng)
-        ck_assert_int_eq(tg_rng_set_state(&r->rng, words), TG_OK);
     tg_checkpoint_close(ck);
 }
 

@@ -209,7 +209,9 @@ struct run {
     struct tg_nn_module *model;
     struct tg_param *tensors; // parameters and buffers, checkpoint order
     size_t n_tensors;
-    struct tg_tensor **params; // the optimised ones
+    const char **ck_names;         // tensors[i].name, as the checkpoint calls take them
+    struct tg_tensor **ck_tensors; // tensors[i].tensor, likewise
+    struct tg_tensor **params;     // the optimised ones
     size_t n_params;
     const char **param_names;
     struct tg_optim *opt;
@@ -255,13 +257,19 @@ static enum tg_status setup_model(struct run *r)
     r->params = calloc(r->n_tensors, sizeof(*r->params));
     r->param_names = calloc(r->n_tensors, sizeof(*r->param_names));
     r->grad_sq = calloc(r->n_tensors, sizeof(*r->grad_sq));
-    if (r->params == NULL || r->param_names == NULL || r->grad_sq == NULL)
+    r->ck_names = calloc(r->n_tensors, sizeof(*r->ck_names));
+    r->ck_tensors = calloc(r->n_tensors, sizeof(*r->ck_tensors));
+    if (r->params == NULL || r->param_names == NULL || r->grad_sq == NULL || r->ck_names == NULL ||
+        r->ck_tensors == NULL)
         return tg_error_set(TG_ERR_NOMEM, "train: out of memory");
-    for (size_t i = 0; i < r->n_tensors; i++)
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        r->ck_names[i] = r->tensors[i].name;
+        r->ck_tensors[i] = r->tensors[i].tensor;
         if (!r->tensors[i].is_buffer) {
             r->param_names[r->n_params] = r->tensors[i].name;
             r->params[r->n_params++] = r->tensors[i].tensor;
         }
+    }
     return make_optimizer(r);
 }
 
@@ -313,87 +321,39 @@ static void run_free(struct run *r)
     free(r->params);
     free(r->param_names);
     free(r->grad_sq);
+    free(r->ck_tensors);
+    free(r->ck_names);
     free(r->tensors);
     tg_nn_free(r->model);
 }
 
 /* ---- Checkpoints ------------------------------------------------------------- */
 
-#define OPT_PREFIX "optimizer."
-
 /*
- * A checkpoint holds the model's state_dict (PyTorch names), the optimiser's
- * state under "optimizer.state.<i>.<name>", and in the metadata the run's
- * position (epoch, batch), the optimiser's step, the RNG state and settings.
+ * A checkpoint holds the training state of tg_train_state_save(): the
+ * model's state_dict (PyTorch names), the optimiser's state under
+ * "optimizer.", its step and the RNG state; the metadata adds the run's
+ * position (epoch, batch) and settings.
  */
 static enum tg_status save_checkpoint(struct run *r, const char *path)
 {
-    size_t n_state = tg_optim_n_state(r->opt);
-    size_t n = r->n_tensors + n_state;
-    const char **names = calloc(n, sizeof(*names));
-    const struct tg_tensor **tensors = calloc(n, sizeof(*tensors));
-    const char **state_names = calloc(n_state + 1, sizeof(*state_names));
-    struct tg_tensor **state = calloc(n_state + 1, sizeof(*state));
-    char **owned = calloc(n_state + 1, sizeof(*owned));
-    enum tg_status st = TG_ERR_NOMEM;
-    if (!names || !tensors || !state_names || !state || !owned) {
-        tg_error_set(st, "train: out of memory saving a checkpoint");
-        goto out;
-    }
-    for (size_t i = 0; i < r->n_tensors; i++) {
-        names[i] = r->tensors[i].name;
-        tensors[i] = r->tensors[i].tensor;
-    }
-    st = tg_optim_state_list(r->opt, n_state, state_names, state);
-    if (st != TG_OK)
-        goto out;
-    for (size_t i = 0; i < n_state; i++) {
-        size_t len = strlen(OPT_PREFIX) + strlen(state_names[i]) + 1;
-        owned[i] = malloc(len);
-        if (owned[i] == NULL) {
-            st = tg_error_set(TG_ERR_NOMEM, "train: out of memory saving a checkpoint");
-            goto out;
-        }
-        snprintf(owned[i], len, "%s%s", OPT_PREFIX, state_names[i]);
-        names[r->n_tensors + i] = owned[i];
-        tensors[r->n_tensors + i] = state[i];
-    }
-
-    uint64_t words[TG_RNG_STATE_WORDS];
-    tg_rng_get_state(&r->rng, words);
-    char rng_hex[TG_RNG_STATE_WORDS * 17 + 1] = "";
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
-        snprintf(rng_hex + strlen(rng_hex), sizeof(rng_hex) - strlen(rng_hex), "%s%016llx",
-                 i ? ":" : "", (unsigned long long)words[i]);
-    char epoch[32], batch[32], step[32], seed[32], lr[32];
+    char epoch[32], batch[32], seed[32], lr[32];
     snprintf(epoch, sizeof(epoch), "%lld", (long long)r->epoch);
     snprintf(batch, sizeof(batch), "%lld", (long long)r->batch);
-    snprintf(step, sizeof(step), "%lld", (long long)tg_optim_get_step(r->opt));
     snprintf(seed, sizeof(seed), "%ld", r->o.seed);
     snprintf(lr, sizeof(lr), "%.17g", r->o.lr);
     struct tg_checkpoint_meta meta[] = {
             {"format", "tapegrad-train-1"},
             {"model", r->o.model},
             {"optimizer", r->o.optimizer},
-            {"optimizer_step", step},
             {"epoch", epoch},
             {"batch", batch},
             {"seed", seed},
             {"lr", lr},
-            {"rng", rng_hex},
     };
-    st = tg_checkpoint_save(path, (int)n, names, tensors, (int)(sizeof(meta) / sizeof(meta[0])),
-                            meta);
-out:
-    if (owned)
-        for (size_t i = 0; i < n_state; i++)
-            free(owned[i]);
-    free(owned);
-    free(state);
-    free(state_names);
-    free(tensors);
-    free(names);
-    return st;
+    return tg_train_state_save(path, (int)r->n_tensors, r->ck_names,
+                               (const struct tg_tensor *const *)r->ck_tensors, r->opt, &r->rng,
+                               (int)(sizeof(meta) / sizeof(meta[0])), meta);
 }
 
 static bool parse_i64(const char *s, int64_t *v)
@@ -408,102 +368,47 @@ static bool parse_i64(const char *s, int64_t *v)
     return true;
 }
 
+/* The saved run's model, and with resume its optimiser and position, fit this run. */
+static enum tg_status check_saved_run(const struct run *r,
+                                      const struct tg_checkpoint *ck,
+                                      const char *path,
+                                      bool resume,
+                                      int64_t *epoch,
+                                      int64_t *batch)
+{
+    const char *model = tg_checkpoint_meta_get(ck, "model");
+    if (model != NULL && strcmp(model, r->o.model) != 0)
+        return tg_error_set(TG_ERR_FORMAT, "%s: holds a '%s' model, --model is '%s'", path, model,
+                            r->o.model);
+    if (!resume)
+        return TG_OK;
+    const char *opt_name = tg_checkpoint_meta_get(ck, "optimizer");
+    if (opt_name == NULL || strcmp(opt_name, r->o.optimizer) != 0)
+        return tg_error_set(TG_ERR_FORMAT, "%s: saved with optimizer '%s', --optimizer is '%s'",
+                            path, opt_name ? opt_name : "?", r->o.optimizer);
+    if (!parse_i64(tg_checkpoint_meta_get(ck, "epoch"), epoch) ||
+        !parse_i64(tg_checkpoint_meta_get(ck, "batch"), batch))
+        return tg_error_set(TG_ERR_FORMAT, "%s: metadata lacks the run's position", path);
+    return TG_OK;
+}
+
 /* Load the model's tensors; with resume also the optimiser, RNG and position. */
 static enum tg_status load_checkpoint(struct run *r, const char *path, bool resume)
 {
     struct tg_checkpoint *ck = tg_checkpoint_open(path);
     if (ck == NULL)
         return tg_last_status();
-    enum tg_status st = TG_OK;
-    const char *model = tg_checkpoint_meta_get(ck, "model");
-    if (model != NULL && strcmp(model, r->o.model) != 0) {
-        st = tg_error_set(TG_ERR_FORMAT, "%s: holds a '%s' model, --model is '%s'", path, model,
-                          r->o.model);
-        goto out;
+    int64_t epoch = 0;
+    int64_t batch = 0;
+    enum tg_status st = check_saved_run(r, ck, path, resume, &epoch, &batch);
+    struct tg_checkpoint_load_opts lo = {true}; // an --init file may hold optimiser state
+    if (st == TG_OK)
+        st = tg_train_state_read(ck, (int)r->n_tensors, r->ck_names, r->ck_tensors,
+                                 resume ? r->opt : NULL, resume ? &r->rng : NULL, &lo);
+    if (st == TG_OK && resume) {
+        r->epoch = epoch;
+        r->batch = batch;
     }
-    const char **names = calloc(r->n_tensors, sizeof(*names));
-    struct tg_tensor **tensors = calloc(r->n_tensors, sizeof(*tensors));
-    if (names == NULL || tensors == NULL) {
-        free(names);
-        free(tensors);
-        st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < r->n_tensors; i++) {
-        names[i] = r->tensors[i].name;
-        tensors[i] = r->tensors[i].tensor;
-    }
-    struct tg_checkpoint_load_opts lo = {true};
-    st = tg_checkpoint_read(ck, (int)r->n_tensors, names, tensors, &lo);
-    free(names);
-    free(tensors);
-    if (st != TG_OK || !resume)
-        goto out;
-
-    /* The optimiser's state, the RNG and the position in the run. */
-    const char *opt_name = tg_checkpoint_meta_get(ck, "optimizer");
-    if (opt_name == NULL || strcmp(opt_name, r->o.optimizer) != 0) {
-        st = tg_error_set(TG_ERR_FORMAT, "%s: saved with optimizer '%s', --optimizer is '%s'", path,
-                          opt_name ? opt_name : "?", r->o.optimizer);
-        goto out;
-    }
-    int64_t step, epoch, batch;
-    if (!parse_i64(tg_checkpoint_meta_get(ck, "optimizer_step"), &step) ||
-        !parse_i64(tg_checkpoint_meta_get(ck, "epoch"), &epoch) ||
-        !parse_i64(tg_checkpoint_meta_get(ck, "batch"), &batch)) {
-        st = tg_error_set(TG_ERR_FORMAT, "%s: metadata lacks the run's position", path);
-        goto out;
-    }
-    uint64_t words[TG_RNG_STATE_WORDS];
-    const char *hex = tg_checkpoint_meta_get(ck, "rng");
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++) {
-        char *end;
-        if (hex == NULL) {
-            st = tg_error_set(TG_ERR_FORMAT, "%s: metadata lacks the RNG state", path);
-            goto out;
-        }
-        words[i] = strtoull(hex, &end, 16);
-        hex = *end == ':' ? end + 1 : (*end == '\0' ? NULL : end);
-    }
-    size_t n_state = tg_optim_n_state(r->opt);
-    const char **sn = calloc(n_state + 1, sizeof(*sn));
-    struct tg_tensor **sv = calloc(n_state + 1, sizeof(*sv));
-    struct tg_tensor **tmp = calloc(n_state + 1, sizeof(*tmp));
-    char **full = calloc(n_state + 1, sizeof(*full));
-    if (!sn || !sv || !tmp || !full) {
-        st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
-    } else {
-        st = tg_optim_state_list(r->opt, n_state, sn, sv);
-        for (size_t i = 0; i < n_state && st == TG_OK; i++) {
-            size_t len = strlen(OPT_PREFIX) + strlen(sn[i]) + 1;
-            full[i] = malloc(len);
-            tmp[i] = tg_tensor_new(sv[i]->n_dims, sv[i]->shape);
-            if (full[i] == NULL || tmp[i] == NULL)
-                st = tg_error_set(TG_ERR_NOMEM, "train: out of memory");
-            else
-                snprintf(full[i], len, "%s%s", OPT_PREFIX, sn[i]);
-        }
-        if (st == TG_OK && n_state > 0)
-            st = tg_checkpoint_read(ck, (int)n_state, (const char *const *)full, tmp, &lo);
-        if (st == TG_OK)
-            st = tg_optim_load_state(r->opt, step, n_state, sn,
-                                     (const struct tg_tensor *const *)tmp);
-        if (st == TG_OK)
-            st = tg_rng_set_state(&r->rng, words);
-        if (st == TG_OK) {
-            r->epoch = epoch;
-            r->batch = batch;
-        }
-    }
-    for (size_t i = 0; full && tmp && i < n_state; i++) {
-        free(full[i]);
-        tg_tensor_free(tmp[i]);
-    }
-    free(full);
-    free(tmp);
-    free(sv);
-    free(sn);
-out:
     tg_checkpoint_close(ck);
     return st;
 }

@@ -179,6 +179,88 @@ TG_API enum tg_status tg_checkpoint_read(struct tg_checkpoint *ck,
                                          struct tg_tensor *const *tensors,
                                          const struct tg_checkpoint_load_opts *opts);
 
+/*
+ * Training state: what a run needs to continue exactly where it stopped. A
+ * training checkpoint is an ordinary checkpoint holding the model's tensors
+ * (its state_dict), then each optimiser state tensor under "optimizer." and
+ * its name from tg_optim_state_list() ("optimizer.state.0.exp_avg", ...),
+ * and in the metadata "optimizer_step" (tg_optim_get_step() in decimal) and
+ * "rng" (the TG_RNG_STATE_WORDS words of tg_rng_get_state(), each as 16
+ * lower-case hex digits, joined by ':'), next to the caller's own pairs.
+ */
+
+struct tg_optim; /* <tapegrad/optim.h> */
+struct tg_rng;   /* <tapegrad/nn.h> */
+
+/**
+ * Write a training checkpoint, atomically as tg_checkpoint_save(): the model
+ * tensors, then the optimiser's state tensors; the caller's metadata pairs,
+ * then "optimizer_step" and "rng".
+ *
+ * @param path the destination.
+ * @param n number of model tensors, >= 0.
+ * @param names n distinct non-empty names, none "__metadata__" and none
+ *        starting with "optimizer.".
+ * @param tensors n tensors (their data is read).
+ * @param opt the optimiser whose state tensors and step count are saved (it
+ *        is only read); NULL to save neither.
+ * @param rng the generator whose state is saved as "rng"; NULL to save none.
+ * @param n_meta number of the caller's metadata pairs, >= 0.
+ * @param meta n_meta pairs with distinct keys, none "optimizer_step" or
+ *        "rng", and non-NULL strings; may be NULL when n_meta is 0.
+ * @return TG_OK; TG_ERR_INVALID for NULL arguments, empty, reserved or
+ *         repeated names or keys; TG_ERR_IO when the file cannot be written,
+ *         synced or renamed; TG_ERR_NOMEM. Messages start with
+ *         "tg_train_state_save: ". On failure an existing file at path stays
+ *         as it was.
+ */
+TG_API enum tg_status tg_train_state_save(const char *path,
+                                          int n,
+                                          const char *const *names,
+                                          const struct tg_tensor *const *tensors,
+                                          struct tg_optim *opt,
+                                          const struct tg_rng *rng,
+                                          int n_meta,
+                                          const struct tg_checkpoint_meta *meta);
+
+/**
+ * Restore a training checkpoint written by tg_train_state_save(): the model
+ * tensors as tg_checkpoint_read() reads them; with opt, its state tensors and
+ * step count through tg_optim_load_state(); with rng, the generator's state.
+ * Everything is read into temporaries and checked before the first value is
+ * written, so on failure every tensor, the optimiser and the generator are
+ * unchanged. The caller may read its own metadata from ck before or after.
+ *
+ * @param ck the open file.
+ * @param n number of model tensors, >= 0.
+ * @param names n distinct names, none starting with "optimizer.".
+ * @param tensors n tensors, whose data receives the values (grads untouched).
+ * @param opt the optimiser to restore, made with the same kind, settings and
+ *        parameter shapes as the saved one; NULL to leave the optimiser state
+ *        and "optimizer_step" unread.
+ * @param rng the generator to restore; NULL to leave "rng" unread.
+ * @param opts NULL for the defaults: then the file must hold nothing but the
+ *        model tensors and (with opt) the optimiser's state tensors;
+ *        allow_extra accepts other tensors.
+ * @return TG_OK; TG_ERR_INVALID for NULL arguments, repeated or reserved
+ *         names; TG_ERR_FORMAT for a missing tensor, another dtype, tensors
+ *         not asked for, a missing or malformed "optimizer_step" or "rng", an
+ *         "rng" tg_rng_set_state() refuses, or a count of "optimizer."
+ *         tensors other than opt has (the file was saved with other
+ *         parameters or another optimiser); TG_ERR_SHAPE for a shape that
+ *         differs; TG_ERR_NONFINITE for optimiser state holding a NaN or
+ *         infinity; TG_ERR_IO when the data cannot be read; TG_ERR_NOMEM.
+ *         Messages start with "tg_train_state_read: ", then name the file
+ *         (all but those of the argument checks).
+ */
+TG_API enum tg_status tg_train_state_read(struct tg_checkpoint *ck,
+                                          int n,
+                                          const char *const *names,
+                                          struct tg_tensor *const *tensors,
+                                          struct tg_optim *opt,
+                                          struct tg_rng *rng,
+                                          const struct tg_checkpoint_load_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif
