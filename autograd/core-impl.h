@@ -23,6 +23,13 @@ void tg_log_msg(enum tg_log_level level, const char *func, const char *fmt, ...)
  */
 enum tg_status tg_error_null_input(const char *func, int index);
 
+/*
+ * memset(p, 0, bytes), split among the kernel threads when large: gradients
+ * are cleared before every backward, and one thread alone cannot fill the
+ * memory bandwidth.
+ */
+void tg_zero_bytes(void *p, size_t bytes);
+
 /* ---- Tensor flags -------------------------------------------------------- */
 
 #define TG_TENSOR_HEAP 1u // data (and grad) belong to the tensor, freed with it

@@ -143,7 +143,7 @@ enum tg_status tg_tape_ensure_grad(struct tg_tape *tape, struct tg_tensor *t)
     t->grad = arena_alloc(&tape->mem, (size_t)t->n_elems * sizeof(float));
     if (t->grad == NULL)
         return TG_ERR_NOMEM;
-    memset(t->grad, 0, (size_t)t->n_elems * sizeof(float));
+    tg_zero_bytes(t->grad, (size_t)t->n_elems * sizeof(float));
     return TG_OK;
 }
 
@@ -339,7 +339,7 @@ void *tg_op_ctx_save(struct tg_op_ctx *ctx, size_t bytes)
     void *p = arena_alloc(a, bytes ? bytes : 1);
     if (p == NULL)
         return NULL;
-    memset(p, 0, bytes);
+    tg_zero_bytes(p, bytes);
     ctx->saved = p;
     return p;
 }
@@ -417,7 +417,7 @@ enum tg_status tg_tape_backward(struct tg_tape *tape,
     /* Clear the intermediate gradients of an earlier retained backward. */
     for (struct tg_entry *e = tape->last; e != NULL; e = e->prev)
         if (e->out->grad != NULL)
-            memset(e->out->grad, 0, (size_t)e->out->n_elems * sizeof(float));
+            tg_zero_bytes(e->out->grad, (size_t)e->out->n_elems * sizeof(float));
     if (tg_tape_ensure_grad(tape, out) != TG_OK)
         return TG_ERR_NOMEM;
     for (int64_t i = 0; i < out->n_elems; i++)

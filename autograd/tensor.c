@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core-impl.h"
+#include "ops-impl.h"
 
 enum tg_status tg_shape_numel(int n_dims, const int64_t *shape, int64_t *n_elems)
 {
@@ -93,10 +94,26 @@ enum tg_status tg_tensor_set_requires_grad(struct tg_tensor *t, bool requires_gr
     return TG_OK;
 }
 
+/* Bytes per piece of a threaded clear. */
+#define ZERO_PIECE ((size_t)64 << 10)
+
+void tg_zero_bytes(void *p, size_t bytes)
+{
+    char *c = p;
+    int64_t n_pieces = (int64_t)((bytes + ZERO_PIECE - 1) / ZERO_PIECE);
+    int64_t total = (int64_t)(bytes / sizeof(float)); // compared with TG_PARALLEL_MIN floats
+    (void)total;                                      // only read by the OpenMP clause
+    TG_PARALLEL_LOOP(
+            total, for (int64_t i = 0; i < n_pieces; i++) {
+                size_t at = (size_t)i * ZERO_PIECE;
+                memset(c + at, 0, bytes - at < ZERO_PIECE ? bytes - at : ZERO_PIECE);
+            });
+}
+
 void tg_tensor_zero_grad(struct tg_tensor *t)
 {
     if (t != NULL && t->grad != NULL)
-        memset(t->grad, 0, (size_t)t->n_elems * sizeof(float));
+        tg_zero_bytes(t->grad, (size_t)t->n_elems * sizeof(float));
 }
 
 void tg_tensor_fill(struct tg_tensor *t, float value)
