@@ -29,4 +29,13 @@ bool tg_gemm_force_kernel(enum tg_gemm_kernel kernel);
  */
 void tg_gemm_release_buffers(void);
 
+/*
+ * Make sure n products can run at once from different threads without
+ * allocating: the pool then holds packing space for n of them (slots taken
+ * by other threads right now do not count). A parallel pass calls this before
+ * its threads start, so that its first run, not a later one that happens to
+ * overlap more, does the allocating. TG_OK, or TG_ERR_NOMEM with a message.
+ */
+enum tg_status tg_gemm_reserve(int n);
+
 #endif

@@ -603,7 +603,7 @@ static size_t pack_buf_bytes(void)
 /* Record the failure to allocate packing space. */
 static enum tg_status no_buffer(void)
 {
-    return tg_error_set(TG_ERR_NOMEM, "tg_sgemm: cannot allocate %zu bytes of packing space",
+    return tg_error_set(TG_ERR_NOMEM, "tg_sgemm: out of memory for %zu bytes of packing space",
                         pack_buf_bytes());
 }
 
@@ -648,6 +648,21 @@ static enum tg_status take_buffers(float **bufs, int *slots, int n)
         }
     }
     return TG_OK;
+}
+
+enum tg_status tg_gemm_reserve(int n)
+{
+#ifdef TG_HAVE_CBLAS
+    (void)n;
+    return TG_OK;
+#else
+    float *bufs[MAX_THREADS];
+    int slots[MAX_THREADS];
+    enum tg_status status = take_buffers(bufs, slots, n < MAX_THREADS ? n : MAX_THREADS);
+    if (status == TG_OK)
+        give_back_buffers(bufs, slots, n < MAX_THREADS ? n : MAX_THREADS);
+    return status;
+#endif
 }
 
 static void run_parts(const struct gemm_job *g, struct gemm_grid grid, float *const *bufs)

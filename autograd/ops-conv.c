@@ -39,6 +39,7 @@
 #include <tapegrad/gemm.h>
 
 #include "core-impl.h"
+#include "gemm-impl.h"
 #include "ops-impl.h"
 
 /* Floats past the end of cols and xpad that copy_floats8() may touch. */
@@ -418,7 +419,9 @@ run_pass(const struct conv_pass *ps, int64_t n_items, int n_threads, const struc
     if (n_threads <= 1)
         return run_items(ps, 0, n_items, &ws[0]);
 #ifdef _OPENMP
-    enum tg_status first = TG_OK;
+    enum tg_status first = tg_gemm_reserve(n_threads);
+    if (first != TG_OK)
+        return first;
     char msg[256] = "";
 #pragma omp parallel num_threads(n_threads)
     {
