@@ -567,6 +567,9 @@ static int train_loop(struct run *r)
     int rc = 0;
     while (r->epoch < r->o.epochs && rc == 0) {
         rc = run_epoch(r, tty);
+        /* Ctrl-C during the evaluation: stop at the epoch boundary, not a batch later */
+        if (rc == 0 && interrupted && r->epoch < r->o.epochs)
+            rc = 130;
         if ((rc == 0 || rc == 130) && r->o.save) {
             if (save_checkpoint(r, r->o.save) != TG_OK) {
                 fprintf(stderr, PREFIX ": %s\n", tg_last_error());
