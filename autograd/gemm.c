@@ -400,6 +400,111 @@ pack_b_rows_avx2(float *bp, const float *b, int64_t ldb, int64_t kc, bool next)
     }
 }
 
+/* ---- AVX2 + FMA dot-product path for C = alpha A B^T + beta C ------------- */
+
+/*
+ * When A (m x k) and B (n x k) are both stored by rows, every element of C is
+ * the dot product of two contiguous rows, and a product with few rows and
+ * columns but a long k (a convolution's weight gradient summed over the
+ * output positions, a narrow linear layer) can run from the operands in place:
+ * the blocked path would spend about as long packing them as multiplying.
+ * Blocks of up to DOT_MR rows of A by DOT_NR rows of B keep their sums in
+ * registers, eight lanes each; each lane adds its k in order, the lanes are
+ * then summed in a fixed tree and the k % 8 tail comes last, so the result
+ * depends on the sizes alone, never on the threads.
+ */
+#define DOT_MR     4
+#define DOT_NR     3
+#define DOT_MAX_MN 64  // most rows or columns of C that take this path
+#define DOT_MIN_K  256 // fewest k
+
+/* Sum of the eight lanes of v, in a fixed order. */
+TARGET_AVX2 static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* C rows [i0, i0 + mr) x columns [j0, j0 + nr); inlined with constant mr and nr. */
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+dot_block_avx2(const struct gemm_job *g, int64_t i0, int64_t j0, int mr, int nr)
+{
+    const float *a = g->a + i0 * g->lda;
+    const float *b = g->b + j0 * g->ldb;
+    int64_t k8 = g->k / 8 * 8;
+    __m256 acc[DOT_MR][DOT_NR];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < nr; j++)
+            acc[i][j] = _mm256_setzero_ps();
+
+    for (int64_t p = 0; p < k8; p += 8) {
+        __m256 bv[DOT_NR];
+#pragma GCC unroll 3
+        for (int j = 0; j < nr; j++)
+            bv[j] = _mm256_loadu_ps(b + j * g->ldb + p);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m256 av = _mm256_loadu_ps(a + i * g->lda + p);
+#pragma GCC unroll 3
+            for (int j = 0; j < nr; j++)
+                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 3
+        for (int j = 0; j < nr; j++) {
+            float sum = hsum8(acc[i][j]);
+            for (int64_t p = k8; p < g->k; p++)
+                sum += a[i * g->lda + p] * b[j * g->ldb + p];
+            float *c = g->c + (i0 + i) * g->ldc + j0 + j;
+            *c = g->beta == 0.0f ? g->alpha * sum : g->alpha * sum + g->beta * *c;
+        }
+    }
+}
+
+/* One block, dispatched to a copy of dot_block_avx2() specialised for its size. */
+TARGET_AVX2 static void
+dot_block_any(const struct gemm_job *g, int64_t i0, int64_t j0, int mr, int nr)
+{
+#define DOT_CASE(r, c)                                                                             \
+    case (r)*4 + (c):                                                                              \
+        dot_block_avx2(g, i0, j0, r, c);                                                           \
+        break
+    switch (mr * 4 + nr) {
+        DOT_CASE(1, 1);
+        DOT_CASE(1, 2);
+        DOT_CASE(1, 3);
+        DOT_CASE(2, 1);
+        DOT_CASE(2, 2);
+        DOT_CASE(2, 3);
+        DOT_CASE(3, 1);
+        DOT_CASE(3, 2);
+        DOT_CASE(3, 3);
+        DOT_CASE(4, 1);
+        DOT_CASE(4, 2);
+    default:
+        dot_block_avx2(g, i0, j0, DOT_MR, DOT_NR);
+        break;
+    }
+#undef DOT_CASE
+}
+
+/* The whole product, single-threaded: rows of A in fours, rows of B in threes. */
+TARGET_AVX2 static void gemm_dot_avx2(const struct gemm_job *g)
+{
+    for (int64_t i0 = 0; i0 < g->m; i0 += DOT_MR) {
+        int mr = (int)min64(DOT_MR, g->m - i0);
+        for (int64_t j0 = 0; j0 < g->n; j0 += DOT_NR)
+            dot_block_any(g, i0, j0, mr, (int)min64(DOT_NR, g->n - j0));
+    }
+}
+
 static bool cpu_has_avx2(void)
 {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -738,6 +843,24 @@ static void gemm_small(const struct gemm_job *g)
     }
 }
 
+#ifdef TG_GEMM_X86
+/*
+ * The dot-product path: A B^T with few rows and columns and a long k, when the
+ * blocked path would not split the product among threads anyway.
+ */
+static bool use_dot(const struct gemm_job *g)
+{
+    if (g->trans_a || !g->trans_b || g->m > DOT_MAX_MN || g->n > DOT_MAX_MN || g->k < DOT_MIN_K)
+        return false;
+    bool alone = tg_get_num_threads() == 1 ||
+                 (double)g->m * (double)g->n * (double)g->k < 2.0 * THREAD_WORK;
+#ifdef _OPENMP
+    alone = alone || omp_in_parallel();
+#endif
+    return alone;
+}
+#endif
+
 /* ---- Public entry points --------------------------------------------------- */
 
 static enum tg_gemm_kernel current_kernel(void)
@@ -894,6 +1017,10 @@ enum tg_status tg_sgemm(bool trans_a,
     g.avx2 = current_kernel() == TG_GEMM_KERNEL_AVX2;
     if (g.avx2)
         g.kernel = kernel_avx2;
+    if (g.avx2 && use_dot(&g)) {
+        gemm_dot_avx2(&g);
+        return TG_OK;
+    }
 #endif
     return gemm_packed(&g);
 }

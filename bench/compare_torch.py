@@ -37,9 +37,9 @@ GEMM = {
     "sgemm conv1-fwd": (0, 0, 32, 784, 25, 0),
     "sgemm conv1-bwd-w": (0, 1, 32, 25, 784, 1),
     "sgemm conv1-bwd-x": (1, 0, 25, 784, 32, 0),
-    "sgemm conv2-fwd": (0, 0, 64, 196, 800, 0),
-    "sgemm conv2-bwd-w": (0, 1, 64, 800, 196, 1),
-    "sgemm conv2-bwd-x": (1, 0, 800, 196, 64, 0),
+    "sgemm conv2-fwd": (0, 0, 64, 784, 800, 0),
+    "sgemm conv2-bwd-w": (0, 1, 64, 800, 784, 1),
+    "sgemm conv2-bwd-x": (1, 0, 800, 784, 64, 0),
     "sgemm conv2-batch": (0, 0, 64, 12544, 800, 0),
     "sgemm fc1-fwd": (0, 1, 64, 1024, 3136, 0),
     "sgemm fc1-bwd-x": (0, 0, 64, 3136, 1024, 1),
@@ -267,10 +267,15 @@ def compare_case(bench, workers, case, threads, args):
     theirs, theirs_cpu = {w.label: [] for w in workers}, {w.label: [] for w in workers}
     row = None
     for _ in range(args.rounds):
+        # A pause before each side: thread pools that spin-wait after their last
+        # call (OpenBLAS's, OpenMP's) go to sleep instead of taking the cores
+        # from the side being timed.
+        time.sleep(args.settle)
         row = ours(bench, case, threads, args.reps, args.warmup)
         mine += row["samples_s"]
         mine_cpu.append(row["cpu_s"])
         for w in workers:
+            time.sleep(args.settle)
             wall, cpu = w.run(case, args.reps, args.warmup)
             theirs[w.label] += wall
             theirs_cpu[w.label] += cpu
@@ -324,7 +329,9 @@ def main():
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (1,2)")
     ap.add_argument("--rounds", type=int, default=5, help="alternations per case (5)")
     ap.add_argument("--reps", type=int, default=3, help="timed samples per side per round (3)")
-    ap.add_argument("--warmup", type=int, default=1, help="warm-up samples per batch (1)")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up samples per batch (2)")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds of idle machine before each side's batch (0.3)")
     ap.add_argument("--quick", action="store_true", help="2 rounds, no heavy cases")
     ap.add_argument("--json", help="also write one JSON object per compared case to this file")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -1,6 +1,7 @@
 /*
  * tg_sgemm against a double-precision reference: odd shapes around the tile
- * (6x16) and block sizes, all four transpose cases, alpha/beta, padded
+ * (6x16) and block sizes and around the limits of the A B^T dot-product path
+ * (small m and n, long k), all four transpose cases, alpha/beta, padded
  * leading dimensions, both micro-kernels, determinism, bad arguments and a
  * failed allocation.
  */
@@ -26,6 +27,7 @@ static const int64_t shapes[][3] = {
         {6, 16, 400},  {5, 15, 500},   {7, 17, 300},  {12, 32, 256}, {11, 31, 257},
         {145, 33, 20}, {143, 47, 255}, {289, 18, 40}, {13, 4097, 3}, {2, 4111, 7},
         {50, 50, 513}, {1, 1000, 100}, {1000, 1, 40}, {64, 96, 800}, {300, 300, 300},
+        {32, 25, 784}, {64, 10, 1024}, {64, 64, 256}, {4, 3, 255},
 };
 #define N_SHAPES ((int)(sizeof(shapes) / sizeof(shapes[0])))
 
