@@ -238,6 +238,22 @@ static void col2im(float *dxg, const float *dcols, const struct conv_geom *g)
                            j, g);
 }
 
+/* d[0..n) = s[0..n) + add. */
+static void copy_add(float *restrict d, const float *restrict s, int64_t n, float add)
+{
+    for (int64_t q = 0; q < n; q++)
+        d[q] = s[q] + add;
+}
+
+/* d[0..n) += add, when there is a bias at all. */
+static void add_in_place(float *d, int64_t n, float add, bool any)
+{
+    if (!any)
+        return;
+    for (int64_t q = 0; q < n; q++)
+        d[q] += add;
+}
+
 /*
  * Images [n, n + cnt), cnt <= nb, of x (N, C, H, W): y (N, O, P) = W_g
  * cols_g per group, plus bias (O) or NULL. One product per group covers the
@@ -254,22 +270,26 @@ static enum tg_status conv_block_forward(float *y,
                                          const struct conv_geom *g)
 {
     int64_t xs = g->c * g->h * g->w;
-    int64_t cols_n = cnt * g->p;
+    int64_t p = g->p;
+    int64_t cols_n = cnt * p;
     for (int64_t gi = 0; gi < g->groups; gi++) {
         for (int64_t b = 0; b < cnt; b++)
-            im2col(ws->cols + b * g->p, ws->xpad, x + (n + b) * xs + gi * g->cg * g->h * g->w, g);
+            im2col(ws->cols + b * p, ws->xpad, x + (n + b) * xs + gi * g->cg * g->h * g->w, g);
+        /* A single image's outputs are rows of y already: no staging */
+        float *yg = y + (n * g->o + gi * g->og) * p;
+        float *dst = cnt == 1 ? yg : ws->out;
         enum tg_status st =
                 tg_sgemm(false, false, g->og, cols_n, g->kg, 1.0f, w + gi * g->og * g->kg, g->kg,
-                         ws->cols, g->ld, 0.0f, ws->out, cols_n);
+                         ws->cols, g->ld, 0.0f, dst, cols_n);
         if (st != TG_OK)
             return st;
         for (int64_t b = 0; b < cnt; b++) {
             for (int64_t o = 0; o < g->og; o++) {
-                float *yr = y + ((n + b) * g->o + gi * g->og + o) * g->p;
-                const float *src = ws->out + o * cols_n + b * g->p;
                 float add = bias != NULL ? bias[gi * g->og + o] : 0.0f;
-                for (int64_t q = 0; q < g->p; q++)
-                    yr[q] = src[q] + add;
+                if (dst == yg)
+                    add_in_place(yg + o * p, p, add, bias != NULL);
+                else
+                    copy_add(yg + (b * g->o + o) * p, dst + o * cols_n + b * p, p, add);
             }
         }
     }
