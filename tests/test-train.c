@@ -2,7 +2,8 @@
  * Training end to end: a short Fashion-MNIST run that must learn, a run
  * resumed from a checkpoint of model, optimiser and RNG state that ends with
  * the weights of an uninterrupted run, a checkpoint round trip that keeps the
- * evaluation, and bit-for-bit determinism for a seed. Only the first test
+ * evaluation, bit-for-bit determinism for a seed, and warm steps that make
+ * no heap allocation. Only the first test
  * needs the real data set (skipped with a note when it is absent); the others
  * train on a small synthetic set.
  */
@@ -496,6 +497,39 @@ START_TEST(test_train_same_seed_gives_same_weights)
 }
 END_TEST
 
+/*
+ * After the first steps, a training step (batch, forward, backward, Adam,
+ * zeroing) makes no heap allocation, with one kernel thread and with two; and
+ * two runs on two threads end with the same weights bit for bit.
+ */
+START_TEST(test_train_warm_steps_allocate_nothing)
+{
+    struct tg_dataset ds = synthetic_set(256, 41);
+    int saved = tg_get_num_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        tg_set_num_threads(threads);
+        struct run a, b;
+        run_init(&a, synthetic_model, 12, &ds, 1e-2);
+        run_init(&b, synthetic_model, 12, &ds, 1e-2);
+        for (int s = 0; s < 3; s++)
+            run_step(&a);
+        uint64_t before = tg_alloc_count();
+        for (int s = 3; s < 20; s++) // crosses an epoch boundary (8 batches per epoch)
+            run_step(&a);
+        ck_assert_msg(tg_alloc_count() == before,
+                      "%d thread(s): %" PRIu64 " allocations in warm steps", threads,
+                      tg_alloc_count() - before);
+        for (int s = 0; s < 20; s++)
+            run_step(&b);
+        ck_assert_msg(same_weights(&a, &b), "two runs on %d thread(s) differ", threads);
+        run_free(&b);
+        run_free(&a);
+    }
+    tg_set_num_threads(saved);
+    synthetic_free(&ds);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -516,7 +550,9 @@ static Suite *train_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("determinism");
+    tcase_set_timeout(tc, 120); // a few seconds alone; sanitizers and a busy machine slow it
     tcase_add_test(tc, test_train_same_seed_gives_same_weights);
+    tcase_add_test(tc, test_train_warm_steps_allocate_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
