@@ -288,6 +288,9 @@ def compare_case(bench, workers, case, threads, args):
         ours_rate = row[key] * row["median_s"] / m if key != "ns_per_op" else row[key] * m / row["median_s"]
         torch_rate = ours_rate * m / t if key != "ns_per_op" else ours_rate * t / m
         rate = f"{ours_rate:9.1f} vs {torch_rate:9.1f} {key}"
+        peak = args.peak.get(threads)
+        if key == "gflops" and peak:
+            rate += f" ({100 * ours_rate / peak:.0f}% vs {100 * torch_rate / peak:.0f}% of peak)"
     # CPU time (all threads, spinning included) barely sees other processes' load.
     cpu_ratio = statistics.median(theirs_cpu[best]) / statistics.median(mine_cpu)
     others = " ".join(f"{k}:{fmt_time(statistics.median(v))}" for k, v in theirs.items() if k != best)
@@ -339,6 +342,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    args.peak = {}  # threads -> measured FMA peak (GFLOP/s), from the "fma peak" case
     if args.worker:
         return worker()
     if args.rss_worker:
@@ -370,9 +374,19 @@ def main():
           f"{'speedup':>8s} {'cpu':>8s}  rates (tapegrad vs PyTorch)")
     results = []
     for t in threads:
+        # The machine's FMA peak first, whatever the selection and before the
+        # PyTorch workers start: every GFLOP/s figure is also a share of it.
+        time.sleep(args.settle)
+        row = ours(bench, "fma peak", t, args.reps, args.warmup)
+        args.peak[t] = row["gflops"]
+        print(f"{'fma peak':22s} {t:3d} {fmt_time(row['median_s']):>10s} {'':10s} {'':8s} "
+              f"{'':8s} {'':8s}  {row['gflops']:9.1f} gflops: the FMA units' rate, "
+              f"measured; the % are shares of it", flush=True)
         workers = [TorchWorker(*s) for s in torch_settings(t)]
         try:
             for case in cases:
+                if case == "fma peak":
+                    continue
                 if case.startswith("peak-rss"):
                     compare_rss(bench, t)
                 elif case.startswith("sgemm") or make_case_known(case):

@@ -22,6 +22,8 @@
     }
 
 static const struct bench_case cases[] = {
+        {"fma peak", BENCH_PEAK, BENCH_FWD, 0, G(0, 0, 0, 0, 0, 0.0f), false,
+         "the FMA units' rate from registers: what every GFLOP/s figure is a share of"},
         {"sgemm 64", BENCH_GEMM, BENCH_FWD, 0, G(0, 0, 64, 64, 64, 0.0f), false, "square, nn"},
         {"sgemm 128", BENCH_GEMM, BENCH_FWD, 0, G(0, 0, 128, 128, 128, 0.0f), false, "square, nn"},
         {"sgemm 256", BENCH_GEMM, BENCH_FWD, 0, G(0, 0, 256, 256, 256, 0.0f), false, "square, nn"},
@@ -92,6 +94,9 @@ static const int64_t act_shape[2][4] = {{BENCH_BATCH, 32, 28, 28}, {BENCH_BATCH,
 
 #define CONV_K 5
 
+/* Steps of bench_peak_run() per repetition: 640 MFLOP, a few ms. */
+#define PEAK_ITERS 4000000
+
 /* Multiply-adds of one training sample, doubled: conv1 forward and weight
  * backward (the input needs no grad), then three products each for conv2,
  * fc1 and fc2. Bias, ReLU, pooling and Adam are not counted. */
@@ -156,6 +161,7 @@ enum bench_unit bench_case_unit(const struct bench_case *c)
     switch (c->kind) {
     case BENCH_GEMM:
     case BENCH_CONV:
+    case BENCH_PEAK:
         return BENCH_UNIT_GFLOPS;
     case BENCH_POOL:
     case BENCH_RELU:
@@ -205,6 +211,8 @@ double bench_case_work(const struct bench_case *c)
         return act_bytes(c);
     case BENCH_TAPE:
         return BENCH_TAPE_OPS;
+    case BENCH_PEAK:
+        return bench_peak_flop(PEAK_ITERS);
     case BENCH_TRAIN:
         return BENCH_BATCH;
     case BENCH_RSS:
@@ -353,6 +361,8 @@ struct bench_state *bench_setup(const struct bench_case *c)
         st = tape_setup(s);
     else if (c->kind == BENCH_TRAIN || c->kind == BENCH_RSS)
         st = train_setup(s);
+    else if (c->kind == BENCH_PEAK)
+        st = TG_OK; // registers only
     if (st != TG_OK) {
         bench_teardown(s);
         return NULL;
@@ -462,6 +472,16 @@ static bool train_run(struct bench_state *s, int64_t inner)
     return true;
 }
 
+static bool peak_run(struct bench_state *s, int64_t inner)
+{
+    volatile float sink = 0.0f;
+    struct stamp t0 = tic();
+    for (int64_t i = 0; i < inner; i++)
+        sink = sink + bench_peak_run(PEAK_ITERS);
+    toc(s, t0);
+    return true;
+}
+
 static bool run_kind(struct bench_state *s, int64_t inner)
 {
     switch (s->c->kind) {
@@ -473,6 +493,8 @@ static bool run_kind(struct bench_state *s, int64_t inner)
         return s->c->pass == BENCH_FWD ? op_fwd_run(s, inner) : op_bwd_run(s, inner);
     case BENCH_TAPE:
         return tape_run(s, inner);
+    case BENCH_PEAK:
+        return peak_run(s, inner);
     case BENCH_TRAIN:
     case BENCH_RSS:
         break;

@@ -24,6 +24,7 @@ enum bench_kind {
     BENCH_TAPE,  /**< record BENCH_TAPE_OPS tiny ops, backward, reset */
     BENCH_TRAIN, /**< one training step of the default model with Adam */
     BENCH_RSS,   /**< peak resident memory of training steps, in a child process */
+    BENCH_PEAK,  /**< the FMA units' peak: register-only multiply-add chains */
 };
 
 /** Which pass a case times. */
@@ -81,6 +82,17 @@ double bench_case_work(const struct bench_case *c);
  * pooling, the loss and Adam are not counted.
  */
 double bench_train_flop_per_sample(void);
+
+/** Floating-point operations of bench_peak_run(iters). */
+double bench_peak_flop(int64_t iters);
+
+/**
+ * Run iters steps of ten independent 8-wide fused multiply-add chains, split
+ * among the kernel threads (tg_get_num_threads()): AVX2 + FMA when the CPU has
+ * them, plain C otherwise. Returns a value computed from the chains, for the
+ * caller to consume so that no step is optimised away.
+ */
+float bench_peak_run(int64_t iters);
 
 /** Monotonic clock in seconds. */
 double bench_now(void);
