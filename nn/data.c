@@ -19,7 +19,7 @@
 #define IDX_TYPE_UBYTE  0x08
 #define IDX_IMAGES_DIMS 3
 #define IDX_LABELS_DIMS 1
-#define FIRST_CHUNK     ((size_t)1 << 20) // payload buffer before it grows
+#define FIRST_CHUNK     ((size_t)1 << 28) // payload buffer before it grows
 #define GZ_MAX_READ     ((size_t)1 << 30) // gzread takes an unsigned length
 
 static const char *const fashion_mnist_classes[TG_FASHION_MNIST_N_CLASSES] = {
@@ -167,9 +167,12 @@ read_header(const struct idx_src *src, const char *kind, int n_dims, uint32_t *d
 
 /*
  * Read exactly n bytes of payload into a new buffer, then check that the file
- * ends there. The buffer starts small and doubles as data arrives, so a header
- * claiming more than the file holds cannot make us allocate more than twice
- * what is actually present.
+ * ends there. A payload up to FIRST_CHUNK (256 MiB) gets its buffer at once,
+ * so a real data set is read in place with no copy: the pages of a buffer
+ * that a lying header made too large are never written and take no memory.
+ * Past that the buffer doubles as data arrives, so a header claiming more
+ * than the file holds cannot make us allocate more than twice what is
+ * actually present.
  */
 static enum tg_status
 read_payload(const struct idx_src *src, const char *what, size_t n, uint8_t **out)
@@ -328,7 +331,8 @@ static void pixel_stats(const uint8_t *pixels, size_t n, double *mean, double *s
 /*
  * Turn pixel bytes into floats as opts asks, through a 256-entry table whose
  * values are correctly rounded (x / 255 as a float division, as torchvision
- * does); records the normalisation in ds.
+ * does); records the normalisation and the value of each byte in ds. A
+ * compact ds takes the bytes themselves afterwards (see load_idx()).
  */
 static enum tg_status convert_pixels(const char *func,
                                      struct tg_dataset *ds,
@@ -358,12 +362,16 @@ static enum tg_status convert_pixels(const char *func,
         for (int v = 0; v < 256; v++)
             table[v] = o->norm == TG_DATASET_NORM_RAW ? (float)v : (float)v / 255.0f;
     }
-    for (size_t i = 0; i < n; i++)
-        ds->images[i] = table[pixels[i]];
+    memcpy(ds->pixel_values, table, sizeof(table));
+    if (ds->images != NULL)
+        for (size_t i = 0; i < n; i++)
+            ds->images[i] = table[pixels[i]];
     return TG_OK;
 }
 
-static struct tg_dataset *dataset_alloc(int64_t n_items, int64_t height, int64_t width)
+/* A dataset with room for its items: float images, or pixel bytes when compact. */
+static struct tg_dataset *
+dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact)
 {
     struct tg_dataset *ds = tg_xcalloc(sizeof(*ds));
     if (ds == NULL)
@@ -371,9 +379,13 @@ static struct tg_dataset *dataset_alloc(int64_t n_items, int64_t height, int64_t
     ds->n_items = n_items;
     ds->height = height;
     ds->width = width;
-    ds->images = tg_xmalloc((size_t)(n_items * height * width) * sizeof(float));
+    size_t n = (size_t)(n_items * height * width);
+    if (compact)
+        ds->pixels = tg_xmalloc(n);
+    else
+        ds->images = tg_xmalloc(n * sizeof(float));
     ds->labels = tg_xmalloc((size_t)n_items * sizeof(int32_t));
-    if (ds->images == NULL || ds->labels == NULL) {
+    if ((ds->images == NULL && ds->pixels == NULL) || ds->labels == NULL) {
         tg_dataset_free(ds);
         return NULL;
     }
@@ -411,7 +423,7 @@ static struct tg_dataset *load_idx(const char *func,
         goto free_bytes;
 
     /* Convert. */
-    ds = dataset_alloc(dims[0], dims[1], dims[2]);
+    ds = dataset_alloc(dims[0], dims[1], dims[2], o->compact);
     if (ds == NULL)
         goto free_bytes;
     ds->n_classes = n_classes;
@@ -422,6 +434,13 @@ static struct tg_dataset *load_idx(const char *func,
     }
     for (uint32_t i = 0; i < n_labels; i++)
         ds->labels[i] = labels[i];
+    if (ds->pixels != NULL) {
+        /* Compact: keep the bytes just read. Its own buffer was never
+         * written, so it never took up memory pages. */
+        tg_xfree(ds->pixels);
+        ds->pixels = pixels;
+        pixels = NULL;
+    }
 
 free_bytes:
     tg_xfree(labels);
@@ -493,13 +512,17 @@ struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first,
                      first, first + n - 1, ds->n_items);
         return NULL;
     }
-    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width);
+    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width, ds->images == NULL);
     if (sub == NULL) {
         name_nomem("tg_dataset_subset");
         return NULL;
     }
     size_t plane = (size_t)(ds->height * ds->width);
-    memcpy(sub->images, ds->images + (size_t)first * plane, (size_t)n * plane * sizeof(float));
+    if (ds->images != NULL)
+        memcpy(sub->images, ds->images + (size_t)first * plane, (size_t)n * plane * sizeof(float));
+    else
+        memcpy(sub->pixels, ds->pixels + (size_t)first * plane, (size_t)n * plane);
+    memcpy(sub->pixel_values, ds->pixel_values, sizeof(ds->pixel_values));
     memcpy(sub->labels, ds->labels + first, (size_t)n * sizeof(int32_t));
     sub->n_classes = ds->n_classes;
     sub->norm = ds->norm;
@@ -508,10 +531,40 @@ struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first,
     return sub;
 }
 
+/* out[0 .. plane) = the values of item i, from either storage. */
+static void item_copy(const struct tg_dataset *ds, int64_t i, float *restrict out)
+{
+    size_t plane = (size_t)(ds->height * ds->width);
+    if (ds->images != NULL) {
+        memcpy(out, ds->images + (size_t)i * plane, plane * sizeof(float));
+        return;
+    }
+    const uint8_t *restrict px = ds->pixels + (size_t)i * plane;
+    for (size_t k = 0; k < plane; k++)
+        out[k] = ds->pixel_values[px[k]];
+}
+
+enum tg_status tg_dataset_item(const struct tg_dataset *ds, int64_t i, float *out)
+{
+    if (ds == NULL || out == NULL)
+        return tg_error_set(TG_ERR_INVALID, "tg_dataset_item: %s is NULL",
+                            ds == NULL ? "dataset" : "out");
+    if ((ds->images == NULL) == (ds->pixels == NULL))
+        return tg_error_set(TG_ERR_INVALID,
+                            "tg_dataset_item: the dataset needs exactly one of images and pixels");
+    if (i < 0 || i >= ds->n_items)
+        return tg_error_set(TG_ERR_INVALID,
+                            "tg_dataset_item: item %" PRId64 " requested, dataset holds %" PRId64,
+                            i, ds->n_items);
+    item_copy(ds, i, out);
+    return TG_OK;
+}
+
 void tg_dataset_free(struct tg_dataset *ds)
 {
     if (ds == NULL)
         return;
+    tg_xfree(ds->pixels);
     tg_xfree(ds->images);
     tg_xfree(ds->labels);
     tg_xfree(ds);
@@ -578,6 +631,12 @@ struct tg_batch_iter *tg_batch_iter_new(const struct tg_dataset *ds,
     if (opts->batch_size < 1) {
         tg_error_set(TG_ERR_INVALID, "tg_batch_iter_new: batch size %" PRId64 ", expected >= 1",
                      opts->batch_size);
+        return NULL;
+    }
+    if ((ds->images == NULL) == (ds->pixels == NULL) || ds->labels == NULL || ds->n_items < 1) {
+        tg_error_set(TG_ERR_INVALID,
+                     "tg_batch_iter_new: the dataset needs labels, at least one item and "
+                     "exactly one of images and pixels");
         return NULL;
     }
     struct tg_batch_iter *it = tg_xcalloc(sizeof(*it));
@@ -654,8 +713,7 @@ int64_t tg_batch_iter_next(struct tg_batch_iter *it, struct tg_tensor *images, i
     int64_t n = left < bs ? left : bs;
     for (int64_t i = 0; i < n; i++) {
         int64_t src = it->order[it->pos + i];
-        memcpy(images->data + (size_t)i * plane, ds->images + (size_t)src * plane,
-               plane * sizeof(float));
+        item_copy(ds, src, images->data + (size_t)i * plane);
         labels[i] = ds->labels[src];
     }
     it->pos += n;

@@ -625,6 +625,98 @@ START_TEST(test_dataset_subset_copies_range)
 }
 END_TEST
 
+/*
+ * Compact storage keeps the bytes and gives, through tg_dataset_item(),
+ * tg_dataset_subset() and the batches, exactly the floats of the default
+ * storage, in every normalisation.
+ */
+START_TEST(test_dataset_compact_gives_the_same_floats)
+{
+    write_pair(tmp_path(0, "img.gz"), tmp_path(1, "lab.gz"), true, 20, 4, 5, 10);
+    const struct tg_dataset_opts norms[3] = {
+            {.norm = TG_DATASET_NORM_UNIT},
+            {.norm = TG_DATASET_NORM_RAW},
+            {.norm = TG_DATASET_NORM_STANDARD, .compute_stats = true},
+    };
+    for (int k = 0; k < 3; k++) {
+        struct tg_dataset_opts o = norms[k];
+        struct tg_dataset *full =
+                tg_dataset_load_idx(tmp_path(0, "img.gz"), tmp_path(1, "lab.gz"), &o);
+        o.compact = true;
+        struct tg_dataset *small =
+                tg_dataset_load_idx(tmp_path(0, "img.gz"), tmp_path(1, "lab.gz"), &o);
+        ck_assert(full != NULL && small != NULL);
+        ck_assert_ptr_null(full->pixels);
+        ck_assert_ptr_null(small->images);
+        ck_assert_ptr_nonnull(small->pixels);
+        ck_assert_float_eq(small->mean, full->mean);
+        ck_assert_float_eq(small->std, full->std);
+        float item[20];
+        for (int64_t i = 0; i < 20; i++) {
+            for (int q = 0; q < 20; q++)
+                ck_assert_int_eq(small->pixels[i * 20 + q], pixel_of((uint32_t)i, (uint32_t)q));
+            ck_assert_int_eq(tg_dataset_item(small, i, item), TG_OK);
+            ck_assert_mem_eq(item, full->images + i * 20, sizeof(item));
+            ck_assert_int_eq(tg_dataset_item(full, i, item), TG_OK);
+            ck_assert_mem_eq(item, full->images + i * 20, sizeof(item));
+        }
+        struct tg_dataset *sub = tg_dataset_subset(small, 5, 4);
+        ck_assert_ptr_nonnull(sub);
+        ck_assert_ptr_null(sub->images);
+        ck_assert_int_eq(tg_dataset_item(sub, 3, item), TG_OK);
+        ck_assert_mem_eq(item, full->images + 8 * 20, sizeof(item));
+        tg_dataset_free(sub);
+
+        /* the same shuffled batches from both */
+        struct tg_batch_opts bo = {.batch_size = 6, .shuffle = true, .seed = 5};
+        struct tg_batch_iter *a = tg_batch_iter_new(full, &bo);
+        struct tg_batch_iter *b = tg_batch_iter_new(small, &bo);
+        struct tg_tensor *xa = tu_tensor(6, 1, 4, 5, -1);
+        struct tg_tensor *xb = tu_tensor(6, 1, 4, 5, -1);
+        int32_t la[6], lb[6];
+        for (int batch = 0; batch < 8; batch++) {
+            int64_t na = tg_batch_iter_next(a, xa, la);
+            ck_assert_int_eq(tg_batch_iter_next(b, xb, lb), na);
+            ck_assert_mem_eq(la, lb, (size_t)na * sizeof(int32_t));
+            ck_assert_mem_eq(xa->data, xb->data, (size_t)na * 20 * sizeof(float));
+        }
+        tg_tensor_free(xb);
+        tg_tensor_free(xa);
+        tg_batch_iter_free(b);
+        tg_batch_iter_free(a);
+        tg_dataset_free(small);
+        tg_dataset_free(full);
+    }
+}
+END_TEST
+
+START_TEST(test_dataset_item_rejects_bad_args)
+{
+    write_pair(tmp_path(0, "img"), tmp_path(1, "lab"), false, 3, 2, 2, 10);
+    struct tg_dataset *ds = tg_dataset_load_idx(tmp_path(0, "img"), tmp_path(1, "lab"), NULL);
+    ck_assert_ptr_nonnull(ds);
+    float out[4] = {7, 7, 7, 7};
+    ck_assert_int_eq(tg_dataset_item(ds, 3, out), TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "tg_dataset_item: item 3 requested, dataset holds 3", NULL);
+    ck_assert_int_eq(tg_dataset_item(ds, -1, out), TG_ERR_INVALID);
+    ck_assert_float_eq(out[0], 7.0f); // untouched
+    ck_assert_int_eq(tg_dataset_item(NULL, 0, out), TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "dataset is NULL", NULL);
+    ck_assert_int_eq(tg_dataset_item(ds, 0, NULL), TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "out is NULL", NULL);
+
+    /* a hand-made dataset must say where its items are */
+    struct tg_dataset bad = *ds;
+    bad.images = NULL;
+    ck_assert_int_eq(tg_dataset_item(&bad, 0, out), TG_ERR_INVALID);
+    assert_error(TG_ERR_INVALID, "exactly one of images and pixels", NULL);
+    struct tg_batch_opts bo = {.batch_size = 2};
+    ck_assert_ptr_null(tg_batch_iter_new(&bad, &bo));
+    assert_error(TG_ERR_INVALID, "exactly one of images and pixels", NULL);
+    tg_dataset_free(ds);
+}
+END_TEST
+
 /* ---- Batches -------------------------------------------------------------- */
 
 #define BN 50 // items of the batch fixture
@@ -979,6 +1071,8 @@ static Suite *data_suite(void)
     tc = tcase_create("subset");
     tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
     tcase_add_test(tc, test_dataset_subset_copies_range);
+    tcase_add_test(tc, test_dataset_compact_gives_the_same_floats);
+    tcase_add_test(tc, test_dataset_item_rejects_bad_args);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("batch_iter");

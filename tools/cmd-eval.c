@@ -72,7 +72,8 @@ static int evaluate_file(const char *path, const char *model_name, const char *d
     if (st == TG_OK)
         st = tg_checkpoint_read(ck, (int)n, names, ts, &lo);
     if (st == TG_OK) {
-        test = tg_dataset_load_fashion_mnist(data, false, NULL);
+        static const struct tg_dataset_opts compact = {.compact = true};
+        test = tg_dataset_load_fashion_mnist(data, false, &compact);
         tape = tg_tape_new();
         st = test && tape ? tg_tape_begin(tape) : tg_last_status();
     }

@@ -27,10 +27,12 @@ struct tg_nn_module *model_build(const char *name, struct tg_rng *rng);
 bool model_is_known(const char *name);
 
 /**
- * Images per evaluation batch: large enough to keep the GEMMs efficient, small
- * enough that the no-grad activations of one batch stay near 60 MiB.
+ * Images per evaluation batch: the training batch, so that evaluation reuses
+ * the tape memory a training step already holds (a batch of 200 added about
+ * 25 MiB to the peak of `tapegrad train` and saved 0.3 s per pass over the
+ * 10000 test images).
  */
-#define EVAL_BATCH 200
+#define EVAL_BATCH 64
 
 /** Results of evaluate(). */
 struct eval_result {

@@ -40,11 +40,21 @@ struct tg_dataset_opts {
     float mean;    /**< with TG_DATASET_NORM_STANDARD, in [0, 1] units */
     float std;     /**< with TG_DATASET_NORM_STANDARD, > 0, in [0, 1] units */
     int n_classes; /**< labels must lie in [0, n_classes); 0 means 10 */
+    /**
+     * Keep the pixel bytes (one byte per pixel, a quarter of the float
+     * images) and turn them into floats only as batches are copied out: the
+     * dataset's images field is then NULL and its pixels field set. Batches
+     * hold exactly the floats the default storage would give.
+     */
+    bool compact;
 };
 
 /**
  * A set of single-channel images with integer labels. Every field may be
- * read; images and labels may be written (the library reads them only).
+ * read; images, pixels and labels may be written (the library reads them
+ * only). Exactly one of images and pixels is set: images for the default
+ * storage, pixels for a compact one (tg_dataset_opts.compact), whose item
+ * values are pixel_values[byte]. tg_dataset_item() reads an item either way.
  */
 struct tg_dataset {
     int64_t n_items; /**< number of images, >= 1 */
@@ -61,6 +71,10 @@ struct tg_dataset {
     enum tg_dataset_norm norm;
     float mean; /**< see norm */
     float std;  /**< see norm */
+    /** Compact storage: n_items * height * width pixel bytes, laid out as images; else NULL */
+    uint8_t *pixels;
+    /** Compact storage: the float value of each pixel byte, after normalisation */
+    float pixel_values[256];
 };
 
 /**
@@ -104,7 +118,8 @@ tg_dataset_load_fashion_mnist(const char *dir, bool train, const struct tg_datas
 
 /**
  * Copy the items [first, first + n) of a dataset into a new one, for quick
- * runs and train/validation splits. The copy keeps the normalisation fields.
+ * runs and train/validation splits. The copy keeps the normalisation fields
+ * and the storage (float images or compact pixels).
  *
  * @param ds the source, unchanged.
  * @param first index of the first item kept.
@@ -113,6 +128,17 @@ tg_dataset_load_fashion_mnist(const char *dir, bool train, const struct tg_datas
  *         TG_ERR_INVALID for NULL or a range outside ds, TG_ERR_NOMEM.
  */
 TG_API struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first, int64_t n);
+
+/**
+ * Copy one item's height * width values, as floats, whichever the storage.
+ *
+ * @param ds the dataset.
+ * @param i the item, 0 <= i < ds->n_items.
+ * @param out room for height * width floats.
+ * @return TG_OK; TG_ERR_INVALID for a NULL argument or an item out of range
+ *         (out is then untouched).
+ */
+TG_API enum tg_status tg_dataset_item(const struct tg_dataset *ds, int64_t i, float *out);
 
 /**
  * Release a dataset. NULL is a no-op.
@@ -156,7 +182,9 @@ struct tg_batch_iter;
  * @param ds the dataset; it must outlive the iterator, which reads it.
  * @param opts batch size, shuffling, seed and last-batch policy.
  * @return the iterator, released with tg_batch_iter_free(); NULL with
- *         TG_ERR_INVALID for NULL arguments or batch_size < 1, TG_ERR_NOMEM.
+ *         TG_ERR_INVALID for NULL arguments, batch_size < 1, or a dataset
+ *         without labels, without items, or with both or neither of images
+ *         and pixels; TG_ERR_NOMEM.
  */
 TG_API struct tg_batch_iter *tg_batch_iter_new(const struct tg_dataset *ds,
                                                const struct tg_batch_opts *opts);
