@@ -420,8 +420,13 @@ enum tg_status tg_tape_backward(struct tg_tape *tape,
             tg_zero_bytes(e->out->grad, (size_t)e->out->n_elems * sizeof(float));
     if (tg_tape_ensure_grad(tape, out) != TG_OK)
         return TG_ERR_NOMEM;
-    for (int64_t i = 0; i < out->n_elems; i++)
-        out->grad[i] = seed ? seed->data[i] : 1.0f;
+    if (seed != NULL) {
+        memcpy(out->grad, seed->data, (size_t)out->n_elems * sizeof(float));
+    } else {
+        float *restrict g = out->grad;
+        for (int64_t i = 0; i < out->n_elems; i++)
+            g[i] = 1.0f;
+    }
 
     /* Reverse walk: an entry whose output got no gradient is not upstream of out. */
     for (struct tg_entry *e = tape->last; e != NULL; e = e->prev) {
