@@ -332,7 +332,7 @@ static void pixel_stats(const uint8_t *pixels, size_t n, double *mean, double *s
  * Turn pixel bytes into floats as opts asks, through a 256-entry table whose
  * values are correctly rounded (x / 255 as a float division, as torchvision
  * does); records the normalisation and the value of each byte in ds. A
- * compact ds takes the bytes themselves afterwards (see load_idx()).
+ * compact ds holds the bytes themselves already.
  */
 static enum tg_status convert_pixels(const char *func,
                                      struct tg_dataset *ds,
@@ -369,9 +369,13 @@ static enum tg_status convert_pixels(const char *func,
     return TG_OK;
 }
 
-/* A dataset with room for its items: float images, or pixel bytes when compact. */
+/*
+ * A dataset with room for its items: float images, or pixel bytes when
+ * compact. A compact set takes *bytes (n_items * height * width of them) when
+ * bytes is not NULL, leaving NULL there, instead of allocating its own.
+ */
 static struct tg_dataset *
-dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact)
+dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact, uint8_t **bytes)
 {
     struct tg_dataset *ds = tg_xcalloc(sizeof(*ds));
     if (ds == NULL)
@@ -380,14 +384,19 @@ dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact)
     ds->height = height;
     ds->width = width;
     size_t n = (size_t)(n_items * height * width);
-    if (compact)
-        ds->pixels = tg_xmalloc(n);
-    else
+    bool own = !compact || bytes == NULL;
+    if (!compact)
         ds->images = tg_xmalloc(n * sizeof(float));
+    else if (own)
+        ds->pixels = tg_xmalloc(n);
     ds->labels = tg_xmalloc((size_t)n_items * sizeof(int32_t));
-    if ((ds->images == NULL && ds->pixels == NULL) || ds->labels == NULL) {
+    if ((own && ds->images == NULL && ds->pixels == NULL) || ds->labels == NULL) {
         tg_dataset_free(ds);
         return NULL;
+    }
+    if (!own) {
+        ds->pixels = *bytes;
+        *bytes = NULL;
     }
     return ds;
 }
@@ -423,24 +432,18 @@ static struct tg_dataset *load_idx(const char *func,
         goto free_bytes;
 
     /* Convert. */
-    ds = dataset_alloc(dims[0], dims[1], dims[2], o->compact);
+    ds = dataset_alloc(dims[0], dims[1], dims[2], o->compact, &pixels);
     if (ds == NULL)
         goto free_bytes;
     ds->n_classes = n_classes;
-    if (convert_pixels(func, ds, pixels, (size_t)dims[0] * dims[1] * dims[2], o) != TG_OK) {
+    const uint8_t *bytes = ds->pixels != NULL ? ds->pixels : pixels; // compact: ds took them
+    if (convert_pixels(func, ds, bytes, (size_t)dims[0] * dims[1] * dims[2], o) != TG_OK) {
         tg_dataset_free(ds);
         ds = NULL;
         goto free_bytes;
     }
     for (uint32_t i = 0; i < n_labels; i++)
         ds->labels[i] = labels[i];
-    if (ds->pixels != NULL) {
-        /* Compact: keep the bytes just read. Its own buffer was never
-         * written, so it never took up memory pages. */
-        tg_xfree(ds->pixels);
-        ds->pixels = pixels;
-        pixels = NULL;
-    }
 
 free_bytes:
     tg_xfree(labels);
@@ -512,7 +515,7 @@ struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first,
                      first, first + n - 1, ds->n_items);
         return NULL;
     }
-    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width, ds->images == NULL);
+    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width, ds->images == NULL, NULL);
     if (sub == NULL) {
         name_nomem("tg_dataset_subset");
         return NULL;

@@ -518,6 +518,27 @@ START_TEST(test_dataset_load_idx_survives_alloc_failure)
     tg_alloc_fail_at(0);
     ck_assert_int_ge(n_failed, 4);
     check_fixture(ds, 5, 3, 4, 10);
+
+    /* compact storage, which takes the bytes it read */
+    struct tg_dataset_opts o = {.compact = true};
+    struct tg_dataset *small = NULL;
+    n_failed = 0;
+    for (uint64_t k = 1; small == NULL && k < 100; k++) {
+        tg_alloc_fail_at(k);
+        small = tg_dataset_load_idx(tmp_path(0, "img.gz"), tmp_path(1, "lab.gz"), &o);
+        if (small == NULL) {
+            assert_error(TG_ERR_NOMEM, "tg_dataset_load_idx: ", NULL);
+            n_failed++;
+        }
+    }
+    tg_alloc_fail_at(0);
+    ck_assert_int_ge(n_failed, 3);
+    float item[12];
+    for (int64_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(tg_dataset_item(small, i, item), TG_OK);
+        ck_assert_mem_eq(item, ds->images + i * 12, sizeof(item));
+    }
+    tg_dataset_free(small);
     tg_dataset_free(ds);
 }
 END_TEST
