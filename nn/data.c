@@ -332,7 +332,7 @@ static void pixel_stats(const uint8_t *pixels, size_t n, double *mean, double *s
  * Turn pixel bytes into floats as opts asks, through a 256-entry table whose
  * values are correctly rounded (x / 255 as a float division, as torchvision
  * does); records the normalisation and the value of each byte in ds. A
- * compact ds holds the bytes themselves already.
+ * compact ds (no images) only records.
  */
 static enum tg_status convert_pixels(const char *func,
                                      struct tg_dataset *ds,
@@ -370,12 +370,11 @@ static enum tg_status convert_pixels(const char *func,
 }
 
 /*
- * A dataset with room for its items: float images, or pixel bytes when
- * compact. A compact set takes *bytes (n_items * height * width of them) when
- * bytes is not NULL, leaving NULL there, instead of allocating its own.
+ * A dataset with room for its labels and, unless compact, its float images.
+ * A compact set gets its pixel bytes from the caller.
  */
 static struct tg_dataset *
-dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact, uint8_t **bytes)
+dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact)
 {
     struct tg_dataset *ds = tg_xcalloc(sizeof(*ds));
     if (ds == NULL)
@@ -383,20 +382,12 @@ dataset_alloc(int64_t n_items, int64_t height, int64_t width, bool compact, uint
     ds->n_items = n_items;
     ds->height = height;
     ds->width = width;
-    size_t n = (size_t)(n_items * height * width);
-    bool own = !compact || bytes == NULL;
     if (!compact)
-        ds->images = tg_xmalloc(n * sizeof(float));
-    else if (own)
-        ds->pixels = tg_xmalloc(n);
+        ds->images = tg_xmalloc((size_t)(n_items * height * width) * sizeof(float));
     ds->labels = tg_xmalloc((size_t)n_items * sizeof(int32_t));
-    if ((own && ds->images == NULL && ds->pixels == NULL) || ds->labels == NULL) {
+    if ((!compact && ds->images == NULL) || ds->labels == NULL) {
         tg_dataset_free(ds);
         return NULL;
-    }
-    if (!own) {
-        ds->pixels = *bytes;
-        *bytes = NULL;
     }
     return ds;
 }
@@ -432,18 +423,21 @@ static struct tg_dataset *load_idx(const char *func,
         goto free_bytes;
 
     /* Convert. */
-    ds = dataset_alloc(dims[0], dims[1], dims[2], o->compact, &pixels);
+    ds = dataset_alloc(dims[0], dims[1], dims[2], o->compact);
     if (ds == NULL)
         goto free_bytes;
     ds->n_classes = n_classes;
-    const uint8_t *bytes = ds->pixels != NULL ? ds->pixels : pixels; // compact: ds took them
-    if (convert_pixels(func, ds, bytes, (size_t)dims[0] * dims[1] * dims[2], o) != TG_OK) {
+    if (convert_pixels(func, ds, pixels, (size_t)dims[0] * dims[1] * dims[2], o) != TG_OK) {
         tg_dataset_free(ds);
         ds = NULL;
         goto free_bytes;
     }
     for (uint32_t i = 0; i < n_labels; i++)
         ds->labels[i] = labels[i];
+    if (o->compact) { // keep the bytes just read, no copy
+        ds->pixels = pixels;
+        pixels = NULL;
+    }
 
 free_bytes:
     tg_xfree(labels);
@@ -515,12 +509,17 @@ struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first,
                      first, first + n - 1, ds->n_items);
         return NULL;
     }
-    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width, ds->images == NULL, NULL);
+    bool compact = ds->images == NULL;
+    size_t plane = (size_t)(ds->height * ds->width);
+    struct tg_dataset *sub = dataset_alloc(n, ds->height, ds->width, compact);
+    if (sub != NULL && compact && (sub->pixels = tg_xmalloc((size_t)n * plane)) == NULL) {
+        tg_dataset_free(sub);
+        sub = NULL;
+    }
     if (sub == NULL) {
         name_nomem("tg_dataset_subset");
         return NULL;
     }
-    size_t plane = (size_t)(ds->height * ds->width);
     if (ds->images != NULL)
         memcpy(sub->images, ds->images + (size_t)first * plane, (size_t)n * plane * sizeof(float));
     else
@@ -532,6 +531,12 @@ struct tg_dataset *tg_dataset_subset(const struct tg_dataset *ds, int64_t first,
     sub->mean = ds->mean;
     sub->std = ds->std;
     return sub;
+}
+
+/* Whether ds says where its items are: images or pixels, not both. */
+static bool one_storage(const struct tg_dataset *ds)
+{
+    return (ds->images == NULL) != (ds->pixels == NULL);
 }
 
 /* out[0 .. plane) = the values of item i, from either storage. */
@@ -552,7 +557,7 @@ enum tg_status tg_dataset_item(const struct tg_dataset *ds, int64_t i, float *ou
     if (ds == NULL || out == NULL)
         return tg_error_set(TG_ERR_INVALID, "tg_dataset_item: %s is NULL",
                             ds == NULL ? "dataset" : "out");
-    if ((ds->images == NULL) == (ds->pixels == NULL))
+    if (!one_storage(ds))
         return tg_error_set(TG_ERR_INVALID,
                             "tg_dataset_item: the dataset needs exactly one of images and pixels");
     if (i < 0 || i >= ds->n_items)
@@ -636,7 +641,7 @@ struct tg_batch_iter *tg_batch_iter_new(const struct tg_dataset *ds,
                      opts->batch_size);
         return NULL;
     }
-    if ((ds->images == NULL) == (ds->pixels == NULL) || ds->labels == NULL || ds->n_items < 1) {
+    if (!one_storage(ds) || ds->labels == NULL || ds->n_items < 1) {
         tg_error_set(TG_ERR_INVALID,
                      "tg_batch_iter_new: the dataset needs labels, at least one item and "
                      "exactly one of images and pixels");
